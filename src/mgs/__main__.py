@@ -1,0 +1,3 @@
+from mgs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The ``mgs`` command line: ``mgs <command> [options]``.
+
+Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+command modules keep their module-level imports light (torch and transformers are imported inside
+``run``) so that ``mgs --help`` stays fast. Errors a user can fix
+(:class:`~mgs.errors.MgsError`) print one line ``error: ...`` and exit with status 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mgs import __version__
+from mgs.errors import MgsError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("mgs.train.command", "train a policy with GRPO on several domains (default: the tiny demo)"),
+    "data": ("mgs.data.command", "preview a configured domain mixture: batch counts and rendered prompts"),
+    "rm-train": ("mgs.rewards.rm_command", "train the tiny Bradley-Terry chat reward model"),
+    "eval": ("mgs.eval.command", "evaluate a model on benchmarks (MATH-500, IFEval, chat, tiny domains)"),
+    "report": ("mgs.report.command", "figures and a markdown summary from one or more run directories"),
+    "compare": ("mgs.report.compare_command", "train and evaluate the four strategies side by side"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgs",
+        description="Multi-domain GRPO with Modular Gradient Surgery.",
+    )
+    parser.add_argument("--version", action="version", version=f"mgs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # command not built yet
+            raise
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except MgsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
