@@ -1,0 +1,128 @@
+"""Read the rows of a data file as plain dicts: JSON Lines, JSON, Parquet, or Hugging Face datasets.
+
+Each reader returns ``list[dict]`` and turns every way a file can be wrong (missing, unreadable,
+not a table of records) into a :class:`~mgs.errors.DataError` that names the file and the fix.
+Parquet goes through pyarrow and Hugging Face datasets through ``datasets`` (optional extra
+``mgs[datasets]``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mgs.errors import DataError, unknown_name
+
+Records = list[dict[str, Any]]
+
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+def detect_format(path: str) -> str:
+    """File extension (or a directory, a saved Hugging Face dataset) -> reader name."""
+    p = Path(path)
+    if p.is_dir():
+        return "hf"
+    fmt = _SUFFIX_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"cannot tell the format of {path!r} from its extension; name the file *.jsonl, "
+            f"*.json or *.parquet, or set format: to one of {', '.join(READERS)}"
+        )
+    return fmt
+
+
+def read_records(path: str, fmt: str = "auto", split: str = "train") -> Records:
+    """All rows of ``path`` as dicts; ``fmt`` is a reader name or ``auto`` (from the extension)."""
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt not in READERS:
+        raise unknown_name("data format", fmt, [*READERS, "auto"])
+    if fmt != "hf" and not Path(path).is_file():
+        raise DataError(f"data file {path!r} does not exist; check the source's path")
+    records = READERS[fmt](path, split)
+    if not records:
+        raise DataError(f"data file {path!r} holds no rows; point the source at a non-empty file")
+    return records
+
+
+def read_jsonl(path: str, split: str = "train") -> Records:
+    """One JSON object per line; blank lines are skipped, a bad line is reported by number."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+            records.append(_record(record, f"{path}, line {number}"))
+    return records
+
+
+def read_json(path: str, split: str = "train") -> Records:
+    """A JSON list of objects; a .json file that actually holds JSON Lines is read as such."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several top-level values: JSON Lines under a .json name
+            return read_jsonl(path)
+        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise DataError(
+            f"{path}: expected a JSON list of records, got a {type(data).__name__}; "
+            "write [{...}, {...}] or one object per line in a .jsonl file"
+        )
+    return [_record(r, f"{path}, record {i}") for i, r in enumerate(data)]
+
+
+def read_parquet(path: str, split: str = "train") -> Records:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def read_hf(path: str, split: str = "train") -> Records:
+    """A Hugging Face dataset: a folder saved with ``save_to_disk``, or a name ``load_dataset`` knows."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"reading {path!r} as a Hugging Face dataset needs the `datasets` package; "
+            "run `pip install mgs[datasets]` or export the data to .jsonl / .parquet"
+        ) from None
+    try:
+        saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
+        if any(marker.is_file() for marker in saved):  # written by save_to_disk
+            loaded = datasets.load_from_disk(path)
+        else:
+            loaded = datasets.load_dataset(path, split=split)
+    except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ...)
+        raise DataError(f"could not load Hugging Face dataset {path!r}: {exc}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise unknown_name(f"split of dataset {path!r}", split, list(loaded))
+        loaded = loaded[split]
+    return loaded.to_list()
+
+
+def _record(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: expected a JSON object (one record), got {type(value).__name__}")
+    return value
+
+
+READERS: dict[str, Callable[[str, str], Records]] = {
+    "jsonl": read_jsonl,
+    "json": read_json,
+    "parquet": read_parquet,
+    "hf": read_hf,
+}
