@@ -1,0 +1,42 @@
+"""Prompts of several domains, mixed into training batches.
+
+- :mod:`~mgs.data.example`: :class:`Example`, one prompt of one domain with its reward reference;
+- :mod:`~mgs.data.readers` / :mod:`~mgs.data.sources`: files (jsonl, json, parquet, Hugging Face
+  datasets) and built-in tiny generators -> examples, with column presets for the common files;
+- :mod:`~mgs.data.templates`: chat messages -> prompt text (zero-think, chat template, plain, custom);
+- :mod:`~mgs.data.mixture`: proportions and sequential phases -> the deterministic, resumable batch
+  of every optimizer step;
+- :mod:`~mgs.data.pipeline`: :class:`DataConfig` and :func:`build_mixture`, what the trainer calls;
+- :mod:`~mgs.data.synthetic`: the tiny math / instruction-following / chat domains;
+- :mod:`~mgs.data.command`: ``mgs data``, a preview of a configured mixture.
+"""
+
+from mgs.data.example import Example, Message
+from mgs.data.mixture import DomainMixture, MixtureBatch, MixtureConfig, PhaseConfig, apportion
+from mgs.data.pipeline import DataConfig, DataReport, build_mixture, load_domains
+from mgs.data.sources import PRESETS, SourceConfig, load_source
+from mgs.data.synthetic import SYNTHETIC_DOMAINS, preference_pairs
+from mgs.data.templates import TEMPLATES, TemplateConfig, render_examples, render_prompt
+
+__all__ = [
+    "PRESETS",
+    "SYNTHETIC_DOMAINS",
+    "TEMPLATES",
+    "DataConfig",
+    "DataReport",
+    "DomainMixture",
+    "Example",
+    "Message",
+    "MixtureBatch",
+    "MixtureConfig",
+    "PhaseConfig",
+    "SourceConfig",
+    "TemplateConfig",
+    "apportion",
+    "build_mixture",
+    "load_domains",
+    "load_source",
+    "preference_pairs",
+    "render_examples",
+    "render_prompt",
+]
