@@ -157,8 +157,9 @@ class DomainMixture:
         for i, phase in enumerate(phases):
             unknown = [d for d in phase.proportions if d not in domains]
             if unknown:
+                where = f"phases[{i}]" if cfg.phases else "proportions"
                 raise ConfigError(
-                    f"mixture {'phases[' + str(i) + ']' if cfg.phases else 'proportions'} names "
+                    f"mixture {where} names "
                     f"domain {unknown[0]!r}, which no source provides; "
                     f"domains with sources: {', '.join(domains)}"
                 )
@@ -177,7 +178,8 @@ class DomainMixture:
             counts = {d: counts[d] for d in domains if d in counts}
             stop = None if phase.steps is None else start + phase.steps
             self.phases.append(Phase(start, stop, counts))
-            start = stop if stop is not None else start
+            if stop is not None:  # only the last phase may be unbounded
+                start = stop
         self.fingerprint = self._fingerprint()
 
     @property
