@@ -13,6 +13,7 @@ backend implements the same three methods (see docs/rl.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -118,20 +119,27 @@ class RolloutBatch:
     def prompt_index(self) -> list[int]:
         return [c.prompt_index for c in self.completions]
 
-    def to_tensors(self, pad_token_id: int) -> dict[str, torch.Tensor]:
+    def to_tensors(
+        self, pad_token_id: int, rows: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
         """``input_ids``, ``attention_mask``, ``response_mask``, each ``[N, P + R]`` (long).
 
         Row ``j`` = prompt left-padded to ``P`` (the longest prompt) then completion right-padded
         to ``R`` (the longest completion), so every response starts at column ``P``.
         ``response_mask`` is 1 on completion tokens, including the final EOS / stop token.
+        ``rows`` selects completions (in that order; e.g. one domain's micro-batch), padded to
+        their own widths; default all.
         """
-        width_p = max(len(c.prompt_ids) for c in self.completions)
-        width_r = max(len(c.completion_ids) for c in self.completions)
-        shape = (len(self.completions), width_p + width_r)
+        chosen = self.completions if rows is None else [self.completions[j] for j in rows]
+        if not chosen:
+            raise ValueError("to_tensors needs at least one completion")
+        width_p = max(len(c.prompt_ids) for c in chosen)
+        width_r = max(len(c.completion_ids) for c in chosen)
+        shape = (len(chosen), width_p + width_r)
         input_ids = torch.full(shape, pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros(shape, dtype=torch.long)
         response_mask = torch.zeros(shape, dtype=torch.long)
-        for j, c in enumerate(self.completions):
+        for j, c in enumerate(chosen):
             p, r = len(c.prompt_ids), len(c.completion_ids)
             input_ids[j, width_p - p : width_p] = torch.tensor(c.prompt_ids, dtype=torch.long)
             input_ids[j, width_p : width_p + r] = torch.tensor(c.completion_ids, dtype=torch.long)

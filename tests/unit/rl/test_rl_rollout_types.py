@@ -54,6 +54,14 @@ def test_to_tensors_hand_built() -> None:
     assert t["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert t["response_mask"].tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
     assert batch.prompt_index == [0, 1] and batch.num_prompts == 2 and len(batch) == 2
+    # a selection of rows is padded to its own widths (P = 1, R = 3), in the order given
+    sub = batch.to_tensors(pad_token_id=0, rows=[1])
+    assert sub["input_ids"].tolist() == [[4, 7, 8, 9]]
+    assert sub["response_mask"].tolist() == [[0, 1, 1, 1]]
+    swapped = batch.to_tensors(pad_token_id=0, rows=[1, 0])
+    assert swapped["input_ids"].tolist() == [[0, 0, 4, 7, 8, 9], [1, 2, 3, 5, 6, 0]]
+    with pytest.raises(ValueError, match="at least one"):
+        batch.to_tensors(pad_token_id=0, rows=[])
 
 
 def test_layout_must_be_group_contiguous() -> None:
