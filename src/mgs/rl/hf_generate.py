@@ -66,6 +66,22 @@ def _eos_ids(model: torch.nn.Module, tokenizer) -> list[int]:
     return found
 
 
+def _sharded_across_ranks(model: torch.nn.Module) -> bool:
+    """Whether ``generate`` must keep every rank stepping until all ranks finish (FSDP / DTensor
+    parameters: each forward is a collective, so a rank that stopped early would hang the rest).
+    Hugging Face only detects this for models it sharded itself."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(model, FullyShardedDataParallel) or any(
+        isinstance(p, DTensor) for p in model.parameters()
+    )
+
+
 @contextmanager
 def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     modes = {m: m.training for m in model.modules()}  # restore each module's own flag
@@ -101,6 +117,9 @@ class HFGenerateBackend:
     filters them; nothing is cut silently). ``micro_batch_size``: rows per ``generate`` call.
     ``add_special_tokens``: whether the tokenizer adds e.g. BOS to the prompt (off by default, as in
     verl: the prompt template writes every token).
+
+    With a model sharded across ranks (FSDP / DTensor), every rank must call ``generate`` with the
+    same number of prompts (the same number of ``generate`` calls); ranks then step together.
     """
 
     def __init__(
@@ -132,6 +151,7 @@ class HFGenerateBackend:
         rows = [i for i in range(len(prompts)) for _ in range(cfg.n)]  # group-contiguous
         gen_cfg = self._generation_config(cfg)
         device = next(model.parameters()).device
+        synced_gpus = _sharded_across_ranks(model)
         completions: list[Completion] = []
         saved = model.generation_config
         # Swap the checkpoint's generation config out: generate() would fill every field we leave
@@ -147,6 +167,7 @@ class HFGenerateBackend:
                         attention_mask=mask,
                         generation_config=gen_cfg,
                         tokenizer=self.tokenizer,
+                        synced_gpus=synced_gpus,
                     )  # [b, P + R']
                     for i, row in zip(chunk, out[:, ids.shape[1] :].tolist()):
                         completions.append(self._completion(i, prompt_ids[i], row, cfg))
