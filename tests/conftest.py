@@ -26,5 +26,7 @@ def shared_file(name: str) -> Path:
     """Path of one shared data file, or skip with the reason."""
     path = SHARED_DATA / name
     if not path.is_file():
-        pytest.skip(f"{name} not found under {SHARED_DATA}; it ships in ../shared/data beside the repo")
+        pytest.skip(
+            f"{name} not found under {SHARED_DATA}; it ships in ../shared/data beside the repo"
+        )
     return path

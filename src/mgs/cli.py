@@ -18,12 +18,27 @@ from mgs.errors import MgsError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("mgs.train.command", "train a policy with GRPO on several domains (default: the tiny demo)"),
-    "data": ("mgs.data.command", "preview a configured domain mixture: batch counts and rendered prompts"),
+    "train": (
+        "mgs.train.command",
+        "train a policy with GRPO on several domains (default: the tiny demo)",
+    ),
+    "data": (
+        "mgs.data.command",
+        "preview a configured domain mixture: batch counts and rendered prompts",
+    ),
     "rm-train": ("mgs.rewards.rm_command", "train the tiny Bradley-Terry chat reward model"),
-    "eval": ("mgs.eval.command", "evaluate a model on benchmarks (MATH-500, IFEval, chat, tiny domains)"),
-    "report": ("mgs.report.command", "figures and a markdown summary from one or more run directories"),
-    "compare": ("mgs.report.compare_command", "train and evaluate the four strategies side by side"),
+    "eval": (
+        "mgs.eval.command",
+        "evaluate a model on benchmarks (MATH-500, IFEval, chat, tiny domains)",
+    ),
+    "report": (
+        "mgs.report.command",
+        "figures and a markdown summary from one or more run directories",
+    ),
+    "compare": (
+        "mgs.report.compare_command",
+        "train and evaluate the four strategies side by side",
+    ),
 }
 
 

@@ -95,9 +95,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where or 'config'} must be a mapping of keys to values, got {data!r}"
-        )
+        raise ConfigError(f"{where or 'config'} must be a mapping of keys to values, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
@@ -116,7 +114,9 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         if name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING
     ]
     if missing:
-        raise ConfigError(f"missing required config key(s): {', '.join(_join(where, m) for m in missing)}")
+        raise ConfigError(
+            f"missing required config key(s): {', '.join(_join(where, m) for m in missing)}"
+        )
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -183,7 +183,7 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912 - one case per type
+def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is Any:
         return value
     origin = typing.get_origin(tp)
@@ -199,7 +199,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912 
                 return _convert(arg, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}"
+        )
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

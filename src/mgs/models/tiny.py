@@ -31,7 +31,15 @@ PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 TINY_SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END]
 # Multi-character pieces that are single tokens (decoded back to their text).
-TINY_WORD_TOKENS = ["<think>", "</think>", "<response>", "</response>", "<query>", "</query>", "\\boxed{"]
+TINY_WORD_TOKENS = [
+    "<think>",
+    "</think>",
+    "<response>",
+    "</response>",
+    "<query>",
+    "</query>",
+    "\\boxed{",
+]
 TINY_CHARS = string.printable[:-2]  # digits, letters, punctuation, space, \t, \n (no \r \x0b \x0c)
 TINY_UNK = "?"
 

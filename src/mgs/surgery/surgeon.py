@@ -1,0 +1,350 @@
+"""GradientSurgeon: per-domain gradient buffers, Gram-matrix surgery per group, one write pass.
+
+Layout: every trainable parameter gets a slice ``[start, end)`` of one flat buffer per domain,
+``buffers: [K, N]`` (N = number of trainable elements on this rank), with each group's parameters
+contiguous, so a group's gradients are the view ``A_m = buffers[:, s_m:e_m]`` and its Gram matrix is
+``A_m @ A_m.T``. Inside ``with surgeon.domain(d):`` each ``param.grad`` *is* a view into row ``d``,
+so autograd (and DDP / FSDP2) accumulate straight into it: no per-step clones. ``apply()`` then
+
+1. reads the buffers once to build the ``[M, K, K]`` Gram stack (all-reduced over shards under FSDP2),
+2. computes the ``[M, K]`` combination coefficients for all groups at once (the aggregator),
+3. writes ``grad_m = coef_m @ A_m`` into each parameter's ``.grad`` (one pass),
+
+with global grad-norm clipping folded into the coefficients: ``|G|^2 = sum_m c_m^T Gram_m c_m`` is
+known from the Gram matrices, so clipping costs no extra pass over the gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mgs.errors import ConfigError, unknown_name
+from mgs.surgery import distributed as mgs_dist
+from mgs.surgery.aggregators import Aggregator, get_aggregator, random_orders
+from mgs.surgery.groups import Granularity, Group, partition
+from mgs.surgery.stats import SurgeryStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    """One parameter's place in the flat buffers."""
+
+    name: str
+    param: nn.Parameter
+    group: int
+    start: int
+    end: int
+    shape: torch.Size  # local shape (the shard under FSDP2)
+    sharded: bool
+
+
+class GradientSurgeon:
+    """Per-domain gradients and their combination by a Gram-matrix aggregator, per group.
+
+    Args:
+        model: the module whose trainable parameters (``requires_grad``) are combined; frozen ones
+            are ignored. A DDP- or FSDP2-wrapped module works as is.
+        domains: domain names in a fixed order (the same on every rank).
+        aggregator: a registered name (``"sum"``, ``"mean"``, ``"pcgrad"``, ...) or a callable
+            ``(gram [M,K,K], active [K], orders [M,K,K-1]) -> (coef [M,K], fired [M,K])``.
+        granularity: ``"tensor"`` | ``"module"`` | ``"layer"`` | ``"global"`` or a callable
+            ``(name, param) -> group key``.
+        seed: seed of PCGrad's random orders (step ``t`` uses ``seed`` and ``t``; identical on all ranks).
+        buffer_dtype: dtype of the per-domain buffers (default: the parameters' dtype). A dtype other
+            than the parameters' (e.g. bfloat16 buffers for float32 params, to halve memory) costs one
+            extra copy per domain, since autograd cannot accumulate into a grad of another dtype.
+        check_ranks: under torch.distributed, verify in ``apply()`` that all ranks ran the same
+            domains in the same order (one tiny all-reduce and one host sync per step).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        domains: Sequence[str],
+        aggregator: str | Aggregator = "pcgrad",
+        granularity: Granularity = "tensor",
+        seed: int = 0,
+        buffer_dtype: torch.dtype | None = None,
+        check_ranks: bool = True,
+    ) -> None:
+        domains = list(domains)
+        if (
+            not domains
+            or len(set(domains)) != len(domains)
+            or not all(isinstance(d, str) for d in domains)
+        ):
+            raise ConfigError(
+                f"domains must be a non-empty list of distinct names, got {domains!r}"
+            )
+        self.domains = domains
+        self.aggregator = get_aggregator(aggregator)
+        self.seed = int(seed)
+        self.check_ranks = check_ranks
+        groups, params = partition(model, granularity)
+        self.groups: list[Group] = groups
+        self._slots, self._bounds = self._layout(groups, params)
+        first = self._slots[0].param
+        devices = {mgs_dist.local_part(s.param).device for s in self._slots}
+        if len(devices) > 1:
+            raise ValueError(
+                f"all trainable parameters must be on one device, found {sorted(map(str, devices))}"
+            )
+        dtypes = {s.param.dtype for s in self._slots}
+        self.buffer_dtype = buffer_dtype or (first.dtype if len(dtypes) == 1 else torch.float32)
+        self.device = devices.pop()
+        self.numel = self._bounds[-1][1] if self._bounds else 0
+        # [K, N]: one flat gradient buffer per domain (the only per-domain memory).
+        self.buffers = torch.zeros(
+            len(domains), self.numel, dtype=self.buffer_dtype, device=self.device
+        )
+        self._alias = [s.param.dtype == self.buffer_dtype for s in self._slots]
+        self._views = [[self._grad_view(k, s) for s in self._slots] for k in range(len(domains))]
+        self._out: list[torch.Tensor | None] = [None] * len(self._slots)
+        self._shard_groups = (
+            mgs_dist.shard_groups(first) if any(s.sharded for s in self._slots) else []
+        )
+        self._any_replicated = any(not s.sharded for s in self._slots)
+        self._active: list[int] = []  # domain indices in the order their contexts were entered
+        self._current: int | None = None
+        self._dirty = set(range(len(domains)))
+        self.step = 0
+        self._warned_replaced = False
+
+    # ------------------------------------------------------------------ layout
+
+    @staticmethod
+    def _layout(groups: list[Group], params: dict[str, nn.Parameter]):
+        slots: list[_Slot] = []
+        bounds: list[tuple[int, int]] = []
+        offset = 0
+        for g, group in enumerate(groups):
+            start = offset
+            for name in group.param_names:
+                p = params[name]
+                local = mgs_dist.local_part(p)
+                slots.append(
+                    _Slot(
+                        name,
+                        p,
+                        g,
+                        offset,
+                        offset + local.numel(),
+                        local.shape,
+                        mgs_dist.is_sharded(p),
+                    )
+                )
+                offset += local.numel()
+            bounds.append((start, offset))
+        sharded = {s.sharded for s in slots}
+        if len(sharded) > 1 and any(s.sharded for s in slots):
+            log.debug(
+                "mixing sharded and replicated parameters; their Gram parts are reduced separately"
+            )
+        return slots, bounds
+
+    def _grad_view(self, k: int, slot: _Slot) -> torch.Tensor:
+        local = self.buffers[k, slot.start : slot.end].view(slot.shape)
+        return mgs_dist.wrap_like(slot.param, local)
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.key for g in self.groups]
+
+    # ------------------------------------------------------------------ accumulation
+
+    def zero_grad(self) -> None:
+        """Start a step: clear the domain buffers that were used and every ``param.grad``."""
+        for k in sorted(self._dirty):
+            self.buffers[k].zero_()
+        self._dirty.clear()
+        self._active.clear()
+        for slot in self._slots:
+            slot.param.grad = None
+
+    @contextlib.contextmanager
+    def domain(self, name: str) -> Iterator[None]:
+        """Route every backward pass inside this block into domain ``name``'s buffer."""
+        if name not in self.domains:
+            raise unknown_name("domain", name, self.domains)
+        if self._current is not None:
+            raise RuntimeError(
+                f"surgeon.domain({name!r}) entered inside surgeon.domain({self.domains[self._current]!r}); "
+                "domain blocks cannot be nested"
+            )
+        k = self.domains.index(name)
+        views = self._views[k]
+        for i, slot in enumerate(self._slots):
+            grad = slot.param.grad
+            if grad is not None and not self._is_ours(i, grad):
+                raise RuntimeError(
+                    f"parameter {slot.name!r} already has a gradient that the surgeon did not create: "
+                    "a backward pass ran outside `with surgeon.domain(...)`. Call surgeon.zero_grad() "
+                    "at the start of each step and wrap every backward in a domain block."
+                )
+            slot.param.grad = views[i] if self._alias[i] else None
+        self._current = k
+        self._active.append(k)
+        self._dirty.add(k)
+        try:
+            yield
+        finally:
+            self._collect(k)
+            self._current = None
+
+    def _is_ours(self, i: int, grad: torch.Tensor) -> bool:
+        if grad is self._out[i] or any(grad is views[i] for views in self._views):
+            return True
+        # A wrapper may hand back a new Python object over the same storage.
+        ptr = mgs_dist.local_part(grad).data_ptr()
+        out = self._out[i]
+        return (out is not None and mgs_dist.local_part(out).data_ptr() == ptr) or any(
+            mgs_dist.local_part(views[i]).data_ptr() == ptr for views in self._views
+        )
+
+    def _collect(self, k: int) -> None:
+        """After a domain block: make sure its gradients ended up in row ``k``."""
+        for i, slot in enumerate(self._slots):
+            grad = slot.param.grad
+            if grad is None:
+                continue
+            view = self._views[k][i]
+            if grad is view:
+                continue
+            local = mgs_dist.local_part(grad)
+            if self._alias[i] and local.data_ptr() == mgs_dist.local_part(view).data_ptr():
+                continue
+            if self._alias[i] and not self._warned_replaced:
+                log.warning(
+                    "a wrapper replaced param.grad during backward (e.g. DDP with "
+                    "gradient_as_bucket_view=True); the surgeon copies gradients instead, which costs "
+                    "one extra pass per domain"
+                )
+                self._warned_replaced = True
+            self.buffers[k, slot.start : slot.end].add_(local.reshape(-1))
+            slot.param.grad = None
+
+    # ------------------------------------------------------------------ surgery
+
+    @torch.no_grad()
+    def apply(self, max_norm: float | None = None) -> SurgeryStats:
+        """Combine the domain gradients into ``param.grad`` for the optimizer; return the stats.
+
+        Args:
+            max_norm: if given, the combined gradient is scaled so that its global L2 norm is at
+                most ``max_norm`` (same rule as ``torch.nn.utils.clip_grad_norm_``), at no extra cost.
+        """
+        if self._current is not None:
+            raise RuntimeError("surgeon.apply() called inside a surgeon.domain(...) block")
+        num_domains, num_groups = len(self.domains), len(self._bounds)
+        if self.check_ranks and mgs_dist.world_size() > 1:
+            mgs_dist.check_rank_agreement(self._signature(), "the domains run (and their order)")
+        gram = self._gram()  # [M, K, K] float64
+        active = torch.zeros(num_domains, dtype=torch.bool)
+        active[sorted(set(self._active))] = True
+        active = active.to(gram.device)
+        sq = torch.diagonal(gram, dim1=1, dim2=2)  # [M, K]
+        finite = torch.isfinite(sq).all(0)  # [K]
+        nonfinite = active & ~finite
+        usable = active & finite
+        pair_ok = usable[:, None] & usable[None, :]
+        gram = torch.where(pair_ok[None], gram, 0.0)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+        orders = random_orders(num_groups, num_domains, generator).to(gram.device)
+        coef, fired = self.aggregator(gram, usable, orders)  # [M, K], [M, K]
+        coef = torch.where(usable[None, :], coef, 0.0)
+        sq_norm = torch.einsum("mk,mkl,ml->", coef, gram, coef).clamp(min=0)
+        grad_norm = sq_norm.sqrt()
+        if max_norm is not None:
+            clip_coef = (max_norm / (grad_norm + 1e-6)).clamp(max=1.0)
+        else:
+            clip_coef = torch.ones((), dtype=gram.dtype, device=gram.device)
+        # The one host sync of a step: a NaN row times a zero coefficient is still NaN.
+        if bool(nonfinite.any()):
+            for k in torch.nonzero(nonfinite).flatten().tolist():
+                self.buffers[k].zero_()
+        self._write((coef * clip_coef).to(self.buffers.dtype))
+        self.step += 1
+        return SurgeryStats(
+            domains=self.domains,
+            group_names=self.group_names,
+            gram=gram,
+            coef=coef,
+            fired=fired & usable[None, :],
+            active=usable,
+            nonfinite=nonfinite,
+            grad_norm=grad_norm,
+            clip_coef=clip_coef,
+        )
+
+    def _signature(self) -> torch.Tensor:
+        """Per-domain number of blocks entered, plus a hash of their order (for rank agreement)."""
+        counts = [float(self._active.count(k)) for k in range(len(self.domains))]
+        order_hash = 0
+        for k in self._active:
+            order_hash = (order_hash * 31 + k + 1) % 1_000_003
+        sig = torch.tensor([*counts, float(order_hash)], dtype=torch.float64)
+        backend_device = (
+            self.device if dist.is_initialized() and dist.get_backend() == "nccl" else "cpu"
+        )
+        return sig.to(backend_device)
+
+    def _gram(self) -> torch.Tensor:
+        """``[M, K, K]`` Gram stack in one read pass (summed over shards under FSDP2)."""
+        num_domains, num_groups = len(self.domains), len(self._bounds)
+        shape = (num_groups, num_domains, num_domains)
+        sharded = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        replicated = (
+            torch.zeros(shape, dtype=torch.float32, device=self.device)
+            if self._shard_groups
+            else sharded
+        )
+        # A group holds either sharded or replicated parameters in practice; handle mixtures too.
+        for m, (start, end) in enumerate(self._bounds):
+            if start == end:
+                continue
+            kinds = {s.sharded for s in self._slots_of(m)}
+            target = sharded if kinds == {True} or not self._shard_groups else None
+            if target is not None:
+                block = self.buffers[:, start:end]
+                block = block if block.dtype == torch.float32 else block.float()
+                torch.mm(block, block.t(), out=target[m])
+                continue
+            for s in self._slots_of(m):  # mixed group: per parameter
+                block = self.buffers[:, s.start : s.end].float()
+                (sharded if s.sharded else replicated)[m] += block @ block.t()
+        for group in self._shard_groups:
+            dist.all_reduce(sharded, group=group)
+        gram = sharded + replicated if replicated is not sharded else sharded
+        return gram.double()
+
+    def _slots_of(self, m: int) -> list[_Slot]:
+        if not hasattr(self, "_group_slots"):
+            self._group_slots: list[list[_Slot]] = [[] for _ in self._bounds]
+            for s in self._slots:
+                self._group_slots[s.group].append(s)
+        return self._group_slots[m]
+
+    def _write(self, coef: torch.Tensor) -> None:
+        """One pass: ``param.grad = coef[m] @ buffers[:, slice]`` for every parameter."""
+        for i, slot in enumerate(self._slots):
+            out = self._out[i]
+            if out is None:
+                local = torch.empty(slot.shape, dtype=slot.param.dtype, device=self.device)
+                out = self._out[i] = mgs_dist.wrap_like(slot.param, local)
+            local = mgs_dist.local_part(out)
+            block = self.buffers[:, slot.start : slot.end]  # [K, n]
+            row = coef[slot.group : slot.group + 1]  # [1, K]
+            if local.dtype == block.dtype and local.is_contiguous():
+                torch.mm(row, block, out=local.view(1, -1))
+            else:
+                local.copy_((row @ block).view(slot.shape))
+            slot.param.grad = out

@@ -1,0 +1,88 @@
+"""torchrun worker: surgery under FSDP2 / DDP on CPU (gloo), or in one process for the reference.
+
+Usage: torchrun --nproc_per_node 2 surgery_dist_worker.py MODE GRANULARITY OUT.pt
+MODE is "fsdp2", "ddp", "ddp-mismatch" (rank 1 runs the domains in another order: the surgeon must
+refuse) or "single". Each of the 3 domains has a global batch of 4 sequences; with 2
+ranks each rank gets 2 of them. Rank 0 (or the single process) saves the full combined gradients.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from mgs.models import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
+from mgs.surgery import GradientSurgeon
+
+DOMAINS = ["math", "chat", "if"]
+
+
+def main() -> None:
+    mode, granularity, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    distributed = mode != "single"
+    if distributed:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    torch.manual_seed(0)
+    model = build_tiny_policy(
+        build_tiny_tokenizer(),
+        TinyModelConfig(
+            hidden_size=32, num_layers=2, intermediate_size=64, num_heads=4, num_kv_heads=2
+        ),
+    )
+    names = [n for n, _ in model.named_parameters()]
+    if mode == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        wrapped = model
+    elif mode.startswith("ddp"):
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    else:
+        wrapped = model
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randint(5, 100, (4, 10), generator=gen) for _ in DOMAINS]
+    surgeon = GradientSurgeon(
+        wrapped, DOMAINS, aggregator="pcgrad", granularity=granularity, seed=7
+    )
+    order = list(range(len(DOMAINS)))
+    if mode == "ddp-mismatch" and rank == 1:
+        order.reverse()
+    for _step in range(2):  # two steps: the second checks re-use of buffers and views
+        surgeon.zero_grad()
+        for d in order:
+            ids = batches[d]
+            local = ids.chunk(world)[rank]
+            with surgeon.domain(DOMAINS[d]):
+                loss = wrapped(input_ids=local, labels=local).loss
+                (loss * (1.0 if d % 2 == 0 else -0.6)).backward()
+        try:
+            stats = surgeon.apply(max_norm=10.0)
+        except RuntimeError as exc:
+            if rank == 0:
+                torch.save({"error": str(exc)}, out_path)
+            # DDP may still hold work of the mismatched step; tearing the group down can block.
+            os._exit(0)
+    grads = {}
+    for n, p in model.named_parameters():
+        g = p.grad
+        grads[n] = g.full_tensor() if hasattr(g, "full_tensor") else g.detach().clone()
+    if rank == 0:
+        torch.save(
+            {"grads": {n: grads[n] for n in names if n in grads}, "summary": stats.summary()},
+            out_path,
+        )
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
