@@ -26,7 +26,7 @@ _PRED_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionCon
 @lru_cache(maxsize=4096)
 def parse_gold(answer: str) -> list:
     """math-verify's reading of a gold answer (bare LaTeX, or text that already has a box)."""
-    text = answer if "\\boxed" in answer or "$" in answer else f"${answer}$"
+    text = answer if "\\boxed" in answer else f"${answer}$"  # "$x$" becomes "$$x$$": still fine
     return parse(text, extraction_config=_GOLD_CONFIG, parsing_timeout=None)
 
 
