@@ -44,6 +44,7 @@ class Outcome:
 
 def _worker_main(fd: int, target: str, memory_limit_mb: int) -> None:
     """Worker loop: import ``module:function``, report ready, then answer one task per message."""
+    _die_with_parent()
     if memory_limit_mb > 0:
         import resource
 
@@ -64,6 +65,17 @@ def _worker_main(fd: int, target: str, memory_limit_mb: int) -> None:
             conn.send((index, "ok", func(*args)))
         except BaseException as exc:  # MemoryError, RecursionError...: the sample fails, not us
             conn.send((index, "error", f"{type(exc).__name__}: {str(exc)[:200]}"))
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGKILL this worker when the trainer dies (even by SIGKILL),
+    so a worker stuck in a pathological sample is never orphaned. Elsewhere: EOF on the socket."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Worker:

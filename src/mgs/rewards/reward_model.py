@@ -61,6 +61,7 @@ class RewardModelScorer:
         self.batch_size, self.max_length = batch_size, max_length
         self._model: Any = None
         self._tokenizer: Any = None
+        self._max_length = max_length
 
     def _load(self) -> None:
         if self._model is not None:
@@ -79,6 +80,9 @@ class RewardModelScorer:
             ) from None
         tokenizer.truncation_side = "left"  # a long conversation keeps its end (the response)
         self._tokenizer, self._model = tokenizer, model.to(device).eval()
+        # Never feed more positions than the model has (the tiny RM has 512).
+        limit = getattr(model.config, "max_position_embeddings", None)
+        self._max_length = min(self.max_length, limit) if limit else self.max_length
 
     @property
     def tokenizer(self) -> Any:
@@ -109,7 +113,7 @@ class RewardModelScorer:
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
-                    max_length=self.max_length,
+                    max_length=self._max_length,
                     add_special_tokens=False,  # the chat template already wrote BOS and friends
                 ).to(self._model.device)
                 logits = self._model(**enc).logits  # [B, num_labels]
