@@ -27,9 +27,9 @@ from transformers import (
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError
 
-PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
-TINY_SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END]
+TINY_SPECIAL_TOKENS = [PAD, BOS, EOS, IM_START, IM_END, UNK]
 # Multi-character pieces that are single tokens (decoded back to their text).
 TINY_WORD_TOKENS = [
     "<think>",
@@ -41,7 +41,6 @@ TINY_WORD_TOKENS = [
     "\\boxed{",
 ]
 TINY_CHARS = string.printable[:-2]  # digits, letters, punctuation, space, \t, \n (no \r \x0b \x0c)
-TINY_UNK = "?"
 
 # A ChatML template, so that models with "their own chat template" can be exercised in tests.
 TINY_CHAT_TEMPLATE = (
@@ -85,7 +84,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     vocab: dict[str, int] = {}
     for tok in [*TINY_SPECIAL_TOKENS, *TINY_CHARS]:
         vocab.setdefault(tok, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=TINY_UNK))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     # Split into single characters; added tokens (tags) are matched before this runs.
     backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
     backend.decoder = decoders.Fuse()
@@ -94,7 +93,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        unk_token=TINY_UNK,
+        unk_token=UNK,  # a token of its own: decoding without specials must keep every character
         additional_special_tokens=[IM_START, IM_END],
     )
     tok.add_tokens(TINY_WORD_TOKENS)
