@@ -102,23 +102,23 @@ class RewardModelConfig:
 class RewardsConfig:
     """Which reward scores each domain, and how failures are scored."""
 
-    routes: dict[str, str] = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    routes: dict[str, str] = option(
         default_factory=dict,
         help="Domain -> reward name, e.g. {math: math, ifeval: ifeval, chat: reward_model}.",
     )
     fallback: float = option(
         0.0, help="Reward of a sample whose reward raised or returned None (counted in the stats)."
     )
-    extraction: ExtractionConfig = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    extraction: ExtractionConfig = option(
         default_factory=ExtractionConfig, help="Where the response is in a completion."
     )
-    math: MathRewardConfig = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    math: MathRewardConfig = option(
         default_factory=MathRewardConfig, help="The math reward."
     )
-    ifeval: IFEvalRewardConfig = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    ifeval: IFEvalRewardConfig = option(
         default_factory=IFEvalRewardConfig, help="The instruction-following reward."
     )
-    reward_model: RewardModelConfig = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    reward_model: RewardModelConfig = option(
         default_factory=RewardModelConfig, help="The reward-model reward."
     )
 

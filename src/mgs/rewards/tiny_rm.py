@@ -40,7 +40,7 @@ def _small_model() -> TinyModelConfig:
 class TinyRMConfig:
     """How the tiny reward model is trained."""
 
-    model: TinyModelConfig = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    model: TinyModelConfig = option(
         default_factory=_small_model, help="Size of the tiny reward model."
     )
     epochs: int = option(2, help="Passes over the training pairs.")

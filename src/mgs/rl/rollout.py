@@ -40,7 +40,7 @@ class SamplingConfig:
     )
     top_k: int = option(0, help="Keep only the k most likely tokens; 0 disables it.")
     max_new_tokens: int = option(4096, help="Longest response, in tokens.")
-    stop: list[str] = option(  # noqa: RUF009 - option() is dataclasses.field with a help string
+    stop: list[str] = option(
         default_factory=lambda: ["</response>"],
         help="Strings that end a response (kept in it, like EOS); [] stops at EOS only.",
     )

@@ -1,0 +1,315 @@
+"""The run config of ``mgs train``: one YAML, one dataclass per concern, every field documented.
+
+``mgs train --help-config`` prints every key with its default and help string (from
+:func:`mgs.dataclass_config.describe`). Sections:
+
+- ``model``: the policy (a Hugging Face path / name, or ``tiny`` for the built-in architecture);
+- ``data``: prompt sources, template and domain mixture (:mod:`mgs.data`);
+- ``rewards``: the reward of each domain (:mod:`mgs.rewards`);
+- ``rollout``: sampling (:class:`mgs.rl.SamplingConfig`) and the generation backend;
+- ``grpo``: advantages, the loss (:class:`mgs.rl.GRPOLossConfig`), mini- and micro-batches;
+- ``strategy``: sequential / mixed / pcgrad / mgs, or any aggregator x granularity;
+- ``optim``: AdamW and the learning-rate schedule;
+- ``warmstart``: supervised warm-start and the tiny reward model (built-in domains);
+- ``eval``: the held-out evaluation before and after RL;
+- ``logging``: run directory, metrics files, TensorBoard / W&B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mgs.data.pipeline import DataConfig
+from mgs.dataclass_config import apply_overrides, from_dict, load_yaml, option
+from mgs.errors import ConfigError
+from mgs.models.tiny import TinyModelConfig
+from mgs.rewards.config import RewardModelConfig, RewardsConfig
+from mgs.rl.losses import GRPOLossConfig
+from mgs.rl.rollout import SamplingConfig
+from mgs.surgery.aggregators import available_aggregators
+from mgs.surgery.groups import GRANULARITIES
+
+# rewards.reward_model.path value that means: the tiny chat reward model, trained and cached.
+TINY_REWARD_MODEL = "builtin:tiny"
+STRATEGIES = ("mixed", "sequential", "pcgrad", "mgs", "custom")
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
+
+
+@dataclass
+class ModelConfig:
+    """The policy model."""
+
+    name: str = option(
+        "tiny",
+        help="`tiny` (the built-in Qwen2 with a character tokenizer, built in-process) or a "
+        "Hugging Face model directory / hub name loaded with AutoModelForCausalLM.",
+    )
+    tiny: TinyModelConfig = option(
+        default_factory=TinyModelConfig, help="Size of the built-in tiny model (name: tiny)."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = option(
+        "float32", help="Weights dtype of the policy (bfloat16 on GPUs)."
+    )
+    device: str = option("auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:1...")
+    attn_implementation: str | None = option(
+        None, help="Passed to from_pretrained (e.g. sdpa, flash_attention_2); null: the default."
+    )
+    gradient_checkpointing: bool = option(
+        False, help="Recompute activations in backward to save memory (large models)."
+    )
+
+
+@dataclass
+class RolloutConfig:
+    """How rollouts are generated."""
+
+    sampling: SamplingConfig = option(
+        default_factory=SamplingConfig, help="Group size n, temperature, top-p, stop strings..."
+    )
+    backend: Literal["hf"] = option(
+        "hf", help="Generation engine: hf (model.generate, in-process). vLLM: see docs."
+    )
+    micro_batch_size: int = option(64, help="Sequences per generate() call.")
+
+    def __post_init__(self) -> None:
+        if self.micro_batch_size < 1:
+            raise ConfigError(f"rollout.micro_batch_size must be >= 1, got {self.micro_batch_size}")
+
+
+@dataclass
+class GRPOConfig:
+    """Advantages, loss and how a batch is split for the updates."""
+
+    loss: GRPOLossConfig = option(
+        default_factory=GRPOLossConfig, help="Clipped PPO loss, KL and entropy terms, aggregation."
+    )
+    advantage_scale: Literal["std", "none"] = option(
+        "std", help="std: (r - mean) / (std + eps) per group (GRPO); none: r - mean (Dr.GRPO)."
+    )
+    advantage_eps: float = option(1e-6, help="Added to the group std.")
+    mini_batches: int = option(
+        1, help="Optimizer steps per rollout batch (the paper: 1, i.e. fully on-policy)."
+    )
+    epochs: int = option(1, help="Passes over the rollout batch (PPO epochs).")
+    micro_batch_size: int = option(
+        16, help="Sequences per forward/backward pass (memory knob; results do not depend on it)."
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("mini_batches", "epochs", "micro_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"grpo.{name} must be a positive integer, got {getattr(self, name)}"
+                )
+        if not self.advantage_eps >= 0:
+            raise ConfigError(f"grpo.advantage_eps must be >= 0, got {self.advantage_eps}")
+
+
+@dataclass
+class StrategyConfig:
+    """How the domains' gradients are combined (DESIGN.md section 2).
+
+    mixed: summed gradient of mixed batches; sequential: domain phases (data.mixture.phases),
+    summed gradient; pcgrad: PCGrad on the whole gradient ("global surgery"); mgs: PCGrad inside
+    every group (default granularity: tensor, as the paper's code); custom: any aggregator x
+    granularity.
+    """
+
+    name: str = option("mgs", help=f"One of: {', '.join(STRATEGIES)}.")
+    aggregator: str | None = option(
+        None, help="custom (or override): sum, mean, pcgrad, or a registered aggregator."
+    )
+    granularity: str | None = option(
+        None, help="custom (or override for mgs): tensor, module, layer or global."
+    )
+    track_conflicts: bool = option(
+        True,
+        help="mixed / sequential: still keep per-domain gradients to log their conflicts "
+        "(the same update; costs the surgery's memory). false: one plain backward buffer.",
+    )
+    buffer_dtype: Literal["auto", "float32", "bfloat16"] = option(
+        "auto", help="dtype of the per-domain gradient buffers (auto: the parameters' dtype)."
+    )
+    seed: int = option(0, help="Seed of PCGrad's random domain orders.")
+
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise ConfigError(
+                f"strategy.name {self.name!r} is unknown; write one of: {', '.join(STRATEGIES)}"
+            )
+        if self.aggregator is not None and self.aggregator not in available_aggregators():
+            raise ConfigError(
+                f"strategy.aggregator {self.aggregator!r} is unknown; write one of: "
+                f"{', '.join(available_aggregators())}"
+            )
+        if self.granularity is not None and self.granularity not in GRANULARITIES:
+            raise ConfigError(
+                f"strategy.granularity {self.granularity!r} is unknown; write one of: "
+                f"{', '.join(GRANULARITIES)}"
+            )
+        if self.name == "custom" and (self.aggregator is None or self.granularity is None):
+            raise ConfigError(
+                "strategy.name: custom needs strategy.aggregator and strategy.granularity, e.g. "
+                "aggregator: pcgrad, granularity: layer"
+            )
+        if self.name in ("mixed", "sequential", "pcgrad") and (self.aggregator or self.granularity):
+            raise ConfigError(
+                f"strategy {self.name!r} fixes its aggregator and granularity; to choose them use "
+                "strategy.name: mgs (PCGrad, any granularity) or custom"
+            )
+
+    def resolved(self) -> tuple[str, str]:
+        """``(aggregator, granularity)`` this strategy uses."""
+        defaults = {
+            "mixed": ("sum", "global"),
+            "sequential": ("sum", "global"),
+            "pcgrad": ("pcgrad", "global"),
+            "mgs": ("pcgrad", "tensor"),
+            "custom": (self.aggregator, self.granularity),
+        }
+        agg, gran = defaults[self.name]
+        if self.name == "mgs":
+            agg, gran = self.aggregator or agg, self.granularity or gran
+        return str(agg), str(gran)
+
+    @property
+    def needs_surgeon(self) -> bool:
+        aggregator, _ = self.resolved()
+        return aggregator != "sum" or self.track_conflicts
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedule (the paper: lr 1e-6 constant, weight decay 0.01, clip 1.0)."""
+
+    lr: float = option(1e-6, help="Peak learning rate.")
+    weight_decay: float = option(0.01, help="AdamW weight decay.")
+    betas: tuple[float, float] = option((0.9, 0.999), help="AdamW betas.")
+    eps: float = option(1e-8, help="AdamW epsilon.")
+    grad_clip: float | None = option(1.0, help="Max global grad norm; null: no clipping.")
+    warmup_steps: int = option(0, help="Linear warm-up steps.")
+    schedule: Literal["constant", "cosine", "linear"] = option(
+        "constant", help="Learning-rate schedule after warm-up."
+    )
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr}; write e.g. optim.lr=1e-6")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised warm-start on the built-in domains' demonstrations."""
+
+    steps: int = option(0, help="Optimizer steps of supervised fine-tuning; 0 skips it.")
+    batch_size: int = option(32, help="Demonstrations per step.")
+    lr: float = option(3e-3, help="AdamW learning rate (constant after a short warm-up).")
+    demonstrations: int = option(2000, help="Demonstrations generated per built-in domain.")
+
+
+@dataclass
+class WarmStartConfig:
+    """What happens before RL: supervised warm-start and the tiny reward model, both cached."""
+
+    sft: SFTConfig = option(default_factory=SFTConfig, help="Supervised warm-start.")
+    reward_model_pairs: int = option(
+        3000,
+        help="Preference pairs for the tiny chat reward model (reward_model.path: builtin:tiny).",
+    )
+    cache_dir: str = option(
+        ".mgs_cache", help="Where warm-start artefacts are cached (keyed by their config)."
+    )
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation on every domain, before and after RL."""
+
+    prompts_per_domain: int = option(64, help="Held-out prompts per domain; 0 disables it.")
+    samples: int = option(1, help="Completions per prompt (reward averaged over them).")
+    temperature: float = option(0.0, help="0: greedy decoding.")
+    every: int = option(
+        0, help="Also evaluate every N steps during training (0: only before/after)."
+    )
+
+
+@dataclass
+class LoggingConfig:
+    """Where the run writes and how often."""
+
+    run_dir: str | None = option(None, help="Run directory; null: runs/<UTC time>-<strategy>.")
+    surgery_stats_every: int = option(
+        10, help="Write the full per-group surgery arrays every N steps (0: never)."
+    )
+    tensorboard: bool = option(
+        False, help="Also write TensorBoard event files (needs tensorboard)."
+    )
+    wandb_project: str | None = option(None, help="Also log to this Weights & Biases project.")
+    progress: bool = option(True, help="Show a progress bar.")
+    save_model: bool = option(True, help="Save the final policy as a Hugging Face directory.")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``mgs train`` needs."""
+
+    steps: int = option(100, help="Optimizer steps of RL (rollout batches).")
+    seed: int = option(0, help="Global seed (model init, sampling, PCGrad orders).")
+    num_threads: int = option(0, help="torch CPU threads (0: torch's default).")
+    model: ModelConfig = option(default_factory=ModelConfig, help="The policy.")
+    data: DataConfig = option(default_factory=DataConfig, help="Prompts and mixture.")
+    rewards: RewardsConfig = option(
+        default_factory=lambda: _tiny_rewards(), help="Rewards by domain."
+    )
+    rollout: RolloutConfig = option(default_factory=RolloutConfig, help="Generation.")
+    grpo: GRPOConfig = option(default_factory=GRPOConfig, help="GRPO.")
+    strategy: StrategyConfig = option(default_factory=StrategyConfig, help="Gradient strategy.")
+    optim: OptimConfig = option(default_factory=OptimConfig, help="Optimizer.")
+    warmstart: WarmStartConfig = option(default_factory=WarmStartConfig, help="Warm-start.")
+    eval: EvalConfig = option(default_factory=EvalConfig, help="Held-out evaluation.")
+    logging: LoggingConfig = option(default_factory=LoggingConfig, help="Logging.")
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.strategy.name == "sequential" and not self.data.mixture.phases:
+            raise ConfigError(
+                "strategy sequential needs data.mixture.phases, e.g. "
+                "[{proportions: {math: 1}, steps: 50}, {proportions: {chat: 1}}]"
+            )
+        if (
+            self.strategy.name != "sequential"
+            and self.data.mixture.phases
+            and len(self.data.mixture.phases) > 1
+        ):
+            raise ConfigError(
+                f"data.mixture.phases is a sequential schedule but strategy.name is "
+                f"{self.strategy.name!r}; use strategy.name: sequential or data.mixture.proportions"
+            )
+        routed = set(self.rewards.routes)
+        for source in self.data.sources:
+            if source.domain not in routed:
+                raise ConfigError(
+                    f"domain {source.domain!r} has no reward; add rewards.routes.{source.domain}: "
+                    f"<math | ifeval | reward_model> (routed now: {', '.join(sorted(routed)) or 'none'})"
+                )
+
+
+def _tiny_rewards() -> RewardsConfig:
+    return RewardsConfig(
+        routes={"math": "math", "if": "ifeval", "chat": "reward_model"},
+        reward_model=RewardModelConfig(path=TINY_REWARD_MODEL),
+    )
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """The tiny default (``path=None``) or a YAML file, with ``key=value`` overrides applied."""
+    data: dict[str, Any] = load_yaml(path if path is not None else DEFAULT_CONFIG)
+    data = apply_overrides(data, overrides or [])
+    return from_dict(TrainConfig, data)

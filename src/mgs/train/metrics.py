@@ -1,0 +1,93 @@
+"""Run-directory writers: metrics as JSONL (one line per step), surgery arrays as .npz, TB / W&B.
+
+The JSONL stream holds scalars only (per-domain rewards, loss terms, surgery summaries, phase
+timings); the full per-group surgery arrays go to ``surgery/step_XXXXXX.npz`` every N steps, so a
+run with hundreds of groups stays readable and plottable (``mgs report``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgs.errors import ConfigError
+
+
+class MetricsWriter:
+    """Append-only metrics of one run (rank 0 only)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / "metrics.jsonl"
+        self._file = self.path.open("a", encoding="utf-8")
+        self._tb = None
+        self._wandb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "logging.tensorboard needs the tensorboard package: pip install 'mgs[tensorboard]'"
+                ) from None
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError(
+                    "logging.wandb_project needs the wandb package: pip install 'mgs[wandb]'"
+                ) from None
+            self._wandb = wandb.init(project=wandb_project, dir=str(run_dir), config=config or {})
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record, sort_keys=False) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=step)
+
+    def save_arrays(self, step: int, arrays: dict[str, np.ndarray], kind: str = "surgery") -> Path:
+        folder = self.run_dir / kind
+        folder.mkdir(exist_ok=True)
+        path = folder / f"step_{step:06d}.npz"
+        np.savez_compressed(path, **arrays)
+        return path
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalar: NaN/inf become strings (JSON has no NaN) so nothing is lost silently."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The metrics of a run directory, one dict per step."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: is {run_dir} a run directory of `mgs train`?")
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]

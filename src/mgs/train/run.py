@@ -1,0 +1,128 @@
+"""``run_training``: warm-start -> held-out eval -> GRPO -> held-out eval -> saved policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
+from mgs.train.evaluate import evaluate_domains, format_table
+from mgs.train.heldout import heldout_examples
+from mgs.train.metrics import MetricsWriter
+from mgs.train.modeling import load_policy, resolve_device
+from mgs.train.trainer import (
+    GRPOTrainer,
+    default_run_dir,
+    prepare_run_dir,
+    seed_everything,
+    train_loop,
+    write_summary,
+)
+from mgs.train.warmstart import tiny_reward_model, warm_start_policy
+
+log = logging.getLogger(__name__)
+
+
+def run_training(
+    cfg: TrainConfig, run_dir: str | Path | None = None, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train as configured; returns (and writes to ``run_dir/summary.json``) the results."""
+    started = time.perf_counter()
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    run_dir = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.model.device)
+    timings: dict[str, float] = {}
+
+    tick = time.perf_counter()
+    if (
+        cfg.rewards.reward_model.path == TINY_REWARD_MODEL
+        and "reward_model" in cfg.rewards.routes.values()
+    ):
+        rm_path = tiny_reward_model(cfg, echo)
+        cfg = dataclasses.replace(
+            cfg,
+            rewards=dataclasses.replace(
+                cfg.rewards,
+                reward_model=dataclasses.replace(cfg.rewards.reward_model, path=str(rm_path)),
+            ),
+        )
+    timings["reward_model"] = time.perf_counter() - tick
+    prepare_run_dir(cfg, run_dir)
+    echo(f"run directory: {run_dir}")
+
+    tick = time.perf_counter()
+    policy, tokenizer = load_policy(cfg.model, device)
+    warm_start_policy(cfg, policy, tokenizer, device, echo)
+    timings["warm_start"] = time.perf_counter() - tick
+
+    trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer)
+    for line in trainer.data_report.lines():
+        echo(f"data: {line}")
+    aggregator, granularity = cfg.strategy.resolved()
+    echo(
+        f"strategy: {cfg.strategy.name} (aggregator {aggregator}, granularity {granularity}); "
+        f"domains: {', '.join(trainer.domains)}; {cfg.steps} steps x "
+        f"{cfg.data.mixture.batch_size} prompts x {cfg.rollout.sampling.n} rollouts"
+    )
+    writer = MetricsWriter(
+        run_dir,
+        tensorboard=cfg.logging.tensorboard,
+        wandb_project=cfg.logging.wandb_project,
+    )
+    try:
+        heldout = heldout_examples(cfg.data, tokenizer, cfg.eval.prompts_per_domain)
+
+        def evaluate(tag: str) -> dict[str, dict[str, float]]:
+            tick = time.perf_counter()
+            result = evaluate_domains(
+                trainer.backend,
+                trainer.router,
+                heldout,
+                cfg.rollout.sampling,
+                samples=cfg.eval.samples,
+                temperature=cfg.eval.temperature,
+                seed=cfg.seed + 99,
+            )
+            timings[f"eval_{tag}"] = time.perf_counter() - tick
+            return result
+
+        before = evaluate("before") if heldout else {}
+        tick = time.perf_counter()
+        train_loop(trainer, writer, progress=cfg.logging.progress)
+        timings["rl"] = time.perf_counter() - tick
+        after = evaluate("after") if heldout else {}
+    finally:
+        writer.close()
+        trainer.close()
+    if cfg.logging.save_model:
+        model_dir = run_dir / "model"
+        policy.save_pretrained(model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(model_dir)
+    timings["total"] = time.perf_counter() - started
+    summary = {
+        "strategy": cfg.strategy.name,
+        "steps": cfg.steps,
+        "heldout_before": before,
+        "heldout_after": after,
+        "seconds": timings,
+    }
+    write_summary(run_dir, summary)
+    if before or after:
+        table = format_table(before, after)
+        (run_dir / "eval.md").write_text(table + "\n", encoding="utf-8")
+        echo(
+            "\nheld-out reward per domain (greedy)"
+            if cfg.eval.temperature == 0
+            else "\nheld-out reward per domain"
+        )
+        echo(table)
+    echo(f"\ndone in {timings['total']:.0f} s; metrics: {run_dir / 'metrics.jsonl'}")
+    return summary

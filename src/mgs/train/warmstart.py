@@ -1,0 +1,169 @@
+"""Warm-start artefacts of the embedded default, cached by their config.
+
+- the supervised warm-start of the policy on the built-in domains' demonstrations;
+- the tiny chat reward model (``rewards.reward_model.path: builtin:tiny``), trained with a
+  Bradley-Terry loss on the tiny chat domain's preference pairs.
+
+Each lives in ``<cache_dir>/<kind>-<hash of everything it depends on>``, written to a temporary
+name and renamed when complete, so a second run skips the work and an interrupted one never
+leaves a half-written artefact behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mgs.data.synthetic import preference_pairs
+from mgs.data.templates import render_prompt
+from mgs.dataclass_config import to_dict
+from mgs.train.config import TrainConfig
+from mgs.train.sft import supervised_finetune
+
+# Bump when the built-in generators or the SFT recipe change, to invalidate old caches.
+WARMSTART_VERSION = 1
+
+
+def cache_key(kind: str, payload: dict[str, Any]) -> str:
+    blob = json.dumps({"v": WARMSTART_VERSION, **payload}, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    if final.is_dir():
+        return final
+    tmp = final.with_name(f".{final.name}.tmp-{time.time_ns()}")
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def builtin_demonstrations(cfg: TrainConfig, tokenizer) -> list[tuple[str, str]]:
+    """``(rendered prompt, completion)`` demonstrations of every built-in (synthetic) source."""
+    from mgs.data.synthetic import demonstrations as synthetic_demonstrations
+
+    pairs: list[tuple[str, str]] = []
+    for source in cfg.data.sources:
+        if not source.synthetic:
+            continue
+        demos = synthetic_demonstrations(
+            source.synthetic, cfg.warmstart.sft.demonstrations, source.seed + 7777
+        )
+        for question, completion in demos:
+            prompt = render_prompt(
+                ({"role": "user", "content": question},), cfg.data.template, tokenizer
+            )
+            pairs.append((prompt, completion))
+    return pairs
+
+
+def warm_start_policy(
+    cfg: TrainConfig,
+    policy: nn.Module,
+    tokenizer,
+    device: torch.device,
+    echo: Callable[[str], None],
+) -> Path | None:
+    """Load the cached SFT weights into ``policy``, or train and cache them. None if disabled."""
+    from safetensors.torch import load_model, save_model
+
+    sft = cfg.warmstart.sft
+    if sft.steps <= 0:
+        return None
+    pairs = builtin_demonstrations(cfg, tokenizer)
+    if not pairs:
+        echo("warm-start: no built-in domain provides demonstrations; skipping SFT")
+        return None
+    key = cache_key(
+        "sft",
+        {
+            "model": to_dict(cfg.model),
+            "sft": to_dict(sft),
+            "template": to_dict(cfg.data.template),
+            "sources": [to_dict(s) for s in cfg.data.sources if s.synthetic],
+            "seed": cfg.seed,
+        },
+    )
+    final = Path(cfg.warmstart.cache_dir) / key
+    weights = final / "model.safetensors"
+    if weights.is_file():
+        load_model(policy, str(weights), device=str(device))
+        echo(f"warm-start: loaded cached SFT policy from {final}")
+        return final
+
+    def build(tmp: Path) -> None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=sft.steps,
+            desc="SFT warm-start",
+            disable=not cfg.logging.progress,
+            dynamic_ncols=True,
+        )
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        losses = supervised_finetune(
+            policy,
+            tokenizer,
+            pairs,
+            steps=sft.steps,
+            batch_size=sft.batch_size,
+            lr=sft.lr,
+            seed=cfg.seed,
+            device=device,
+            on_step=on_step,
+        )
+        bar.close()
+        save_model(policy, str(tmp / "model.safetensors"))
+        (tmp / "sft_summary.json").write_text(
+            json.dumps(
+                {
+                    "demonstrations": len(pairs),
+                    "first_loss": losses[0],
+                    "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+
+    _atomic_dir(final, build)
+    echo(f"warm-start: SFT on {len(pairs)} demonstrations, cached in {final}")
+    return final
+
+
+def tiny_reward_model(cfg: TrainConfig, echo: Callable[[str], None]) -> Path:
+    """The cached tiny chat reward model directory (trained on first use)."""
+    from mgs.rewards.tiny_rm import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
+
+    n_pairs = cfg.warmstart.reward_model_pairs
+    rm_cfg = TinyRMConfig()
+    key = cache_key("tiny-rm", {"pairs": n_pairs, "rm": to_dict(rm_cfg)})
+    final = Path(cfg.warmstart.cache_dir) / key
+    if (final / "config.json").is_file():
+        echo(f"reward model: loaded cached tiny chat reward model from {final}")
+        return final
+    pairs = preference_pairs(n_pairs, seed=4242)
+    _atomic_dir(final, lambda tmp: train_tiny_reward_model(pairs, tmp, rm_cfg))
+    accuracy = json.loads((final / SUMMARY_FILE).read_text())["held_out_accuracy"]
+    echo(
+        f"reward model: trained the tiny chat reward model on {n_pairs} pairs "
+        f"(held-out pair accuracy {accuracy:.3f}), cached in {final}"
+    )
+    return final
