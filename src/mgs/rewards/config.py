@@ -112,9 +112,7 @@ class RewardsConfig:
     extraction: ExtractionConfig = option(
         default_factory=ExtractionConfig, help="Where the response is in a completion."
     )
-    math: MathRewardConfig = option(
-        default_factory=MathRewardConfig, help="The math reward."
-    )
+    math: MathRewardConfig = option(default_factory=MathRewardConfig, help="The math reward.")
     ifeval: IFEvalRewardConfig = option(
         default_factory=IFEvalRewardConfig, help="The instruction-following reward."
     )
