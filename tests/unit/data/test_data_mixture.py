@@ -1,7 +1,9 @@
-"""Mixtures: exact apportionment, epoch coverage, determinism, resumption, phases, sharding."""
+"""Mixtures: exact apportionment, iid sampling, epoch coverage, determinism, resumption, phases,
+sharding."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -42,6 +44,12 @@ def uids(batch) -> list[str]:
         ({"c": 1, "b": 1, "a": 1}, 10, {"c": 4, "b": 3, "a": 3}),
         ({"a": 0.5, "b": 0.25, "c": 0.25}, 8, {"a": 4, "b": 2, "c": 2}),
         ({"a": 0.45, "b": 0.45, "c": 0.1}, 8, {"a": 4, "b": 3, "c": 1}),  # 3.6 3.6 0.8
+        ({"a": 2, "b": 1}, 4, {"a": 3, "b": 1}),  # 2.67 / 1.33: sum of weights is 3, not 1
+        # b's quota 0.4 rounds to 0: it still gets 1, a gets the other 7
+        ({"a": 0.95, "b": 0.05}, 8, {"a": 7, "b": 1}),
+        # c and d round to 0 (0.3 each); a and b split the 4 left: 2.33 / 1.67 -> 2 / 2
+        ({"a": 0.7, "b": 0.5, "c": 0.05, "d": 0.05}, 6, {"a": 2, "b": 2, "c": 1, "d": 1}),
+        ({"a": 1, "b": 1, "c": 1}, 3, {"a": 1, "b": 1, "c": 1}),  # batch = number of domains
     ],
 )
 def test_apportion_hand_worked(weights, total, expected):
@@ -58,13 +66,35 @@ def test_apportion_is_largest_remainder_on_random_weights():
         quotas = {d: total * w / sum(weights.values()) for d, w in weights.items()}
         assert sum(counts.values()) == total
         assert all(abs(counts[d] - quotas[d]) < 1 for d in weights)  # quota property
+        # largest remainder: whoever was rounded up had a remainder >= whoever was rounded down
+        up = [quotas[d] % 1 for d in weights if counts[d] > quotas[d]]
+        down = [quotas[d] % 1 for d in weights if counts[d] < quotas[d]]
+        assert not up or not down or min(up) >= max(down)
 
 
-def test_a_domain_rounded_to_zero_prompts_is_a_config_error():
-    with pytest.raises(ConfigError, match="domain 'b' gets 0 of the 8 prompts"):
-        apportion({"a": 0.95, "b": 0.05}, 8)
-    with pytest.raises(ConfigError, match=r"mixture\.proportions: domain 'b' gets 0"):
-        MixtureConfig(batch_size=8, proportions={"a": 0.95, "b": 0.05})
+def test_apportion_gives_every_domain_a_prompt_whenever_the_batch_allows():
+    rng = random.Random(1)
+    for _ in range(300):
+        k = rng.randint(1, 8)
+        weights = {f"d{i}": rng.choice([1e-3, 0.01, 1, 10]) for i in range(k)}
+        total = rng.randint(k, 3 * k)
+        counts = apportion(weights, total)
+        assert sum(counts.values()) == total and min(counts.values()) >= 1
+
+
+def test_a_batch_smaller_than_the_number_of_domains_is_a_config_error():
+    with pytest.raises(
+        ConfigError,
+        match=r"mixture\.proportions: the batch size 2 is smaller than the 3 domains with a share "
+        r"\(math, if, chat\).*batch_size to at least 3",
+    ):
+        MixtureConfig(batch_size=2, proportions={"math": 1, "if": 1, "chat": 1})
+    with pytest.raises(ConfigError, match=r"mixture\.phases\[1\]: the batch size 1 is smaller"):
+        MixtureConfig(
+            batch_size=1, phases=[PhaseConfig(domain="a", steps=1), PhaseConfig({"a": 1, "b": 1})]
+        )
+    with pytest.raises(ConfigError, match=r"equal shares of every domain\): the batch size 2"):
+        mixture({"math": 4, "if": 4, "chat": 4}, batch_size=2)  # no proportions: every domain
 
 
 # ----------------------------------------------------------------------------- config
@@ -75,15 +105,17 @@ def test_a_domain_rounded_to_zero_prompts_is_a_config_error():
     [
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"seed": -1}, "seed must be >= 0"),
-        ({"proportions": {"math": 0}}, "weight of 'math' must be a positive number"),
+        ({"proportions": {"math": 0}}, "weight of 'math' must be a positive number, got 0"),
+        ({"proportions": {"math": 1, "chat": -0.5}}, "weight of 'chat' must be a positive number"),
         ({"proportions": {"math": float("nan")}}, "must be a positive number"),
+        ({"sampling": "random"}, "sampling must be one of exact, iid"),
         (
             {"proportions": {"math": 1}, "phases": [PhaseConfig({"chat": 1})]},
             "not both",
         ),
         (
             {"phases": [PhaseConfig({"math": 1}), PhaseConfig({"chat": 1}, 5)]},
-            r"phases\[0\] has no steps",
+            r"phases\[0\] has no steps or epochs",
         ),
     ],
 )
@@ -92,11 +124,21 @@ def test_bad_mixture_configs(kwargs, needle):
         MixtureConfig(**kwargs)
 
 
-def test_phase_validation():
-    with pytest.raises(ConfigError, match="phase proportions is empty"):
-        PhaseConfig({})
-    with pytest.raises(ConfigError, match="steps must be positive"):
-        PhaseConfig({"math": 1}, 0)
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({}, "exactly one of domain: .* or proportions:"),
+        ({"proportions": {"math": 1}, "domain": "chat"}, "exactly one of domain"),
+        ({"proportions": {"math": -1}}, "weight of 'math' must be a positive number"),
+        ({"domain": "math", "steps": 0}, "steps must be positive"),
+        ({"domain": "math", "epochs": 0}, "epochs must be a positive number"),
+        ({"domain": "math", "epochs": float("inf")}, "epochs must be a positive number"),
+        ({"domain": "math", "steps": 3, "epochs": 1}, "steps: or epochs:, not both"),
+    ],
+)
+def test_phase_validation(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        PhaseConfig(**kwargs)
 
 
 def test_domains_must_match_the_sources():
@@ -166,16 +208,36 @@ def test_a_domain_stream_does_not_depend_on_the_other_domains():
     assert math_a[:24] == math_b[:24]
 
 
-def test_resume_from_state_and_refuse_a_changed_mixture():
+@pytest.mark.parametrize("sampling", ["exact", "iid"])
+def test_a_resumed_run_sees_exactly_the_batches_of_an_uninterrupted_one(sampling):
+    sizes, cfg = {"math": 13, "chat": 7}, {"batch_size": 6, "seed": 5, "sampling": sampling}
+    uninterrupted = [uids(b) for b, _ in zip(mixture(sizes, **cfg), range(20))]
+    first = mixture(sizes, **cfg)
+    before = [uids(next(first)) for _ in range(8)]
+    state = json.loads(json.dumps(first.state_dict()))  # as a checkpoint file would hold it
+    resumed = mixture(sizes, **cfg)  # a new process: nothing carried over but the state
+    resumed.load_state_dict(state)
+    assert resumed.next_step == 8
+    after = [uids(next(resumed)) for _ in range(12)]
+    assert before + after == uninterrupted
+
+
+def test_iteration_stops_at_the_end_of_a_bounded_schedule():
+    mix = mixture({"math": 4}, batch_size=2, phases=[PhaseConfig(domain="math", steps=3)])
+    assert [b.step for b in mix] == [0, 1, 2]
+    assert mix.state_dict()["next_step"] == 3
+
+
+def test_resume_refuses_a_changed_mixture_and_a_bad_state():
     mix = mixture({"math": 30, "chat": 20}, batch_size=6)
-    state = mix.state_dict(next_step=7)
-    again = mixture({"math": 30, "chat": 20}, batch_size=6)
-    assert again.load_state_dict(state) == 7
-    assert uids(again.batch(7)) == uids(mix.batch(7))
+    state = mix.state_dict()
+    with pytest.raises(DataError, match="no valid next_step"):
+        mixture({"math": 30, "chat": 20}, batch_size=6).load_state_dict({**state, "next_step": -1})
     for changed in (
         mixture({"math": 31, "chat": 20}, batch_size=6),  # data changed
         mixture({"math": 30, "chat": 20}, batch_size=6, seed=1),  # seed changed
         mixture({"math": 30, "chat": 20}, batch_size=8),  # batch changed
+        mixture({"math": 30, "chat": 20}, batch_size=6, sampling="iid"),  # sampling changed
     ):
         with pytest.raises(DataError, match="changed since this checkpoint"):
             changed.load_state_dict(state)
@@ -203,6 +265,67 @@ def test_an_open_last_phase_runs_forever_and_may_mix():
     assert mix.num_steps is None
     assert mix.batch(1000).phase == 1
     assert mix.drawn_before("math", 4) == 2 * 4 + 2 * 2
+
+
+def test_a_phase_may_be_one_domain_and_last_for_epochs():
+    # math: 10 prompts, batch 4 -> 1.5 epochs = ceil(15 / 4) = 4 steps; then chat for 2 epochs
+    # of its 6 prompts = 3 steps; then an open mixed phase.
+    phases = [
+        PhaseConfig(domain="math", epochs=1.5),
+        PhaseConfig(domain="chat", epochs=2),
+        PhaseConfig({"math": 1, "chat": 1}),
+    ]
+    mix = mixture({"math": 10, "chat": 6}, batch_size=4, phases=phases)
+    assert [(p.start, p.stop) for p in mix.phases] == [(0, 4), (4, 7), (7, None)]
+    assert [mix.batch(s).phase for s in range(8)] == [0, 0, 0, 0, 1, 1, 1, 2]
+    assert mix.epoch("math", 4) == 1.6 and mix.epoch("chat", 7) == 2.0
+    chat = [u for s in range(4, 7) for u in uids(mix.batch(s))]
+    assert Counter(chat) == Counter({f"chat/{i}": 2 for i in range(6)})  # 2 full passes
+
+
+def test_an_epoch_of_a_sub_mixture_counts_the_prompts_of_all_its_domains():
+    phases = [PhaseConfig({"math": 1, "chat": 1}, epochs=1), PhaseConfig({"if": 1, "chat": 1})]
+    mix = mixture({"math": 10, "chat": 7, "if": 3}, batch_size=4, phases=phases)
+    assert mix.phases[0].stop == 5  # ceil((10 + 7) / 4): `if` is not part of that phase
+    assert mix.phases[0].counts == {"math": 2, "chat": 2}
+
+
+# ----------------------------------------------------------------------------- iid sampling
+
+
+def test_iid_sampling_draws_domain_counts_by_weight():
+    mix = mixture(
+        {"math": 50, "chat": 50},
+        batch_size=10,
+        proportions={"math": 0.7, "chat": 0.3},
+        sampling="iid",
+        seed=3,
+    )
+    counts = [mix.counts(s) for s in range(2000)]
+    assert all(sum(c.values()) == 10 for c in counts)
+    assert len({c["math"] for c in counts}) > 4  # counts vary from batch to batch
+    mean_math = sum(c["math"] for c in counts) / len(counts)
+    assert mean_math == pytest.approx(7.0, abs=0.1)  # binomial(10, 0.7): sd of mean 0.03
+    batch = mix.batch(7)
+    assert Counter(ex.domain for ex in batch.examples) == Counter(counts[7])
+    assert [ex.domain for ex in batch.examples] == sorted(
+        (ex.domain for ex in batch.examples), key=["math", "chat"].index
+    )  # grouped by domain
+
+
+def test_iid_streams_keep_epoch_semantics_and_are_seeded():
+    cfg = {"batch_size": 6, "proportions": {"math": 2, "chat": 1}, "sampling": "iid"}
+    mix = mixture({"math": 12, "chat": 12}, seed=0, **cfg)
+    math_stream = [u for s in range(30) for u in uids(mix.batch(s)) if u.startswith("math")]
+    assert len(math_stream) == mix.drawn_before("math", 30)
+    for e in range(len(math_stream) // 12):  # every full pass holds every prompt once
+        assert sorted(math_stream[12 * e : 12 * (e + 1)]) == sorted(f"math/{i}" for i in range(12))
+    other = mixture({"math": 12, "chat": 12}, seed=1, **cfg)
+    assert [mix.counts(s) for s in range(20)] != [other.counts(s) for s in range(20)]
+    again = mixture({"math": 12, "chat": 12}, seed=0, **cfg)
+    assert [uids(again.batch(s)) for s in reversed(range(30))] == [
+        uids(mix.batch(s)) for s in reversed(range(30))
+    ]
 
 
 # ----------------------------------------------------------------------------- shards
