@@ -1,8 +1,9 @@
 """One training or evaluation prompt of one domain: the unit every other part of ``mgs.data`` moves.
 
 An :class:`Example` keeps the conversation as chat messages (what a reward model scores), the
-rendered prompt text (what the policy sees, filled in by :mod:`mgs.data.templates`) and a
-``reference`` mapping holding what the domain's reward needs. Reference keys by convention:
+rendered prompt text (what the policy sees, filled in by :mod:`mgs.data.templates`), a
+``reference`` mapping holding what the domain's reward needs, and ``metadata``: the source's other
+columns, passed through untouched for logs and analysis. Reference keys by convention:
 
 - math: ``answer`` (the ground-truth final answer, compared by math-verify);
 - instruction following: ``instruction_id_list`` and ``kwargs`` (IFEval's instruction specs);
@@ -31,6 +32,8 @@ class Example:
     messages: tuple[Message, ...]  # the conversation so far; the last message is the user's
     reference: Mapping[str, Any] = field(default_factory=dict)
     prompt: str = ""  # the rendered prompt text; "" until a template renders it
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # passthrough columns
+    suffix: str = ""  # the end of the last user message the source appended (an instruction)
 
     @property
     def question(self) -> str:
@@ -39,6 +42,11 @@ class Example:
 
     def with_prompt(self, prompt: str) -> Example:
         return dataclasses.replace(self, prompt=prompt)
+
+    def with_question(self, question: str) -> Example:
+        """A copy whose last user message is ``question`` (the prompt is left to re-render)."""
+        last = {**self.messages[-1], "content": question}
+        return dataclasses.replace(self, messages=(*self.messages[:-1], last))
 
 
 def to_messages(value: Any, where: str) -> tuple[Message, ...]:
