@@ -40,32 +40,64 @@ def read_records(path: str, fmt: str = "auto", split: str = "train") -> Records:
         fmt = detect_format(path)
     if fmt not in READERS:
         raise unknown_name("data format", fmt, [*READERS, "auto"])
-    if fmt != "hf" and not Path(path).is_file():
-        raise DataError(f"data file {path!r} does not exist; check the source's path")
+    if fmt != "hf":
+        _check_file(path)
     records = READERS[fmt](path, split)
     if not records:
         raise DataError(f"data file {path!r} holds no rows; point the source at a non-empty file")
     return records
 
 
+def _check_file(path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(
+            f"data path {path!r} is a folder, not a file; name the file itself, or set "
+            "format: hf for a folder saved by Hugging Face datasets"
+        )
+    if not p.is_file():
+        raise DataError(f"data file {path!r} does not exist; check the source's path")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise DataError(f"data file {path!r} cannot be read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise DataError(f"data file {path!r} is empty (0 bytes); point the source at a data file")
+
+
+def _read_text(path: str) -> str:
+    """The file's text; unreadable files and non-UTF-8 bytes are DataErrors naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data file {path!r} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+            "is it a binary file under a .json / .jsonl name? Set format: to its real format"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"data file {path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def read_jsonl(path: str, split: str = "train") -> Records:
     """One JSON object per line; blank lines are skipped, a bad line is reported by number."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-            records.append(_record(record, f"{path}, line {number}"))
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        records.append(_record(record, f"{path}, line {number}"))
     return records
 
 
 def read_json(path: str, split: str = "train") -> Records:
     """A JSON list of objects; a .json file that actually holds JSON Lines is read as such."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = _read_text(path)
+    if not text.strip():
+        return []
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

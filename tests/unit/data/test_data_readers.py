@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,15 +58,65 @@ def test_json_must_hold_a_list_of_objects(tmp_path):
         read_records(str(path))
 
 
-def test_missing_empty_and_corrupt_files(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+def test_missing_files_and_folders(tmp_path):
+    with pytest.raises(DataError, match=r"data file '.*nope\.jsonl' does not exist"):
         read_records(str(tmp_path / "nope.jsonl"))
-    (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(DataError, match="holds no rows"):
-        read_records(str(tmp_path / "empty.jsonl"))
-    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(DataError, match="not a readable Parquet file"):
-        read_records(str(tmp_path / "junk.parquet"))
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(DataError, match=r"'.*dir' is a folder, not a file.*format: hf"):
+        read_records(str(tmp_path / "dir"), fmt="json")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("zero.jsonl", b"", "is empty (0 bytes)"),
+        ("zero.json", b"", "is empty (0 bytes)"),
+        ("zero.parquet", b"", "is empty (0 bytes)"),
+        ("blank.jsonl", b"\n\n", "holds no rows"),
+        ("blank.json", b"  \n", "holds no rows"),
+        ("list.json", b"[]", "holds no rows"),
+    ],
+)
+def test_empty_files(tmp_path, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(needle)) as info:
+        read_records(str(tmp_path / name))
+    assert name in str(info.value)
+
+
+def test_a_parquet_file_without_rows_is_empty(tmp_path):
+    pq.write_table(pa.Table.from_pylist(ROWS).slice(0, 0), tmp_path / "none.parquet")
+    with pytest.raises(DataError, match=r"none\.parquet' holds no rows"):
+        read_records(str(tmp_path / "none.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("binary.jsonl", b"\x89PNG\r\n\x1a\n\xff\xfe", "is not UTF-8 text (byte 0"),
+        ("binary.json", b'[{"a": "\xff"}]', "is not UTF-8 text (byte 8"),
+        ("junk.parquet", b"not parquet at all", "not a readable Parquet file"),
+        ("junk.json", b"{oops", "not valid JSON"),
+    ],
+)
+def test_unreadable_files(tmp_path, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(needle)) as info:
+        read_records(str(tmp_path / name))
+    assert name in str(info.value)
+
+
+def test_a_file_the_system_refuses_to_open(tmp_path, monkeypatch):
+    # chmod cannot lock root out, so the refusal is simulated where the reader opens the file.
+    path = tmp_path / "locked.jsonl"
+    path.write_text('{"prompt": "a"}\n')
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(DataError, match=r"locked\.jsonl' cannot be read: Permission denied"):
+        read_records(str(path))
 
 
 def test_unknown_format_lists_the_valid_ones(tmp_path):
