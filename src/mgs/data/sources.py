@@ -7,9 +7,10 @@ prompt, the reference and the row id. Presets carry the column layouts of the co
     - {domain: math, path: data/math500.json, preset: math}
     - {domain: chat, path: data/wildchat-if_train.parquet, preset: wildchat}
 
-Columns may be dotted paths into nested records (``reward_model.ground_truth``). A missing column,
-a null value or a duplicate id is a :class:`~mgs.errors.DataError` naming the row and the fix:
-rows are never dropped silently.
+Columns may be dotted paths into nested records (``reward_model.ground_truth``). Every other
+column travels along as the example's ``metadata`` (or only the ones ``metadata:`` lists). A missing
+column, a null value or a duplicate id is a :class:`~mgs.errors.DataError` naming the column, the
+file and the row: rows are never dropped silently.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from mgs.data.example import Example, to_messages
 from mgs.data.readers import READERS, read_records
-from mgs.data.synthetic import SYNTHETIC_DOMAINS, generate
+from mgs.data.synthetic import SPLITS, SYNTHETIC_DOMAINS, generate
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError, unknown_name
 
@@ -88,10 +89,18 @@ class SourceConfig:
     synthetic: str = option(
         "", help=f"Built-in generator instead of a file: {', '.join(SYNTHETIC_DOMAINS)}."
     )
-    size: int = option(512, help="Synthetic sources only: how many prompts to generate.")
-    seed: int = option(0, help="Synthetic sources only: seed of the generator.")
+    size: int | None = option(
+        None,
+        help="Synthetic sources only: how many prompts (null: every distinct task of the split "
+        "once; more cycles through them).",
+    )
+    seed: int = option(0, help="Synthetic sources only: seed of the generator's order.")
     format: str = option("auto", help=f"Reader: auto (from the extension), {', '.join(READERS)}.")
-    split: str = option("train", help="Split to read from a Hugging Face dataset.")
+    split: str = option(
+        "train",
+        help="Split of a Hugging Face dataset; for a synthetic source train or eval (the "
+        "held-out prompts, never in train).",
+    )
     preset: str | None = option(
         None, help=f"Column layout of a known file kind: {', '.join(PRESETS)}."
     )
@@ -99,7 +108,7 @@ class SourceConfig:
         None,
         help="Column holding the prompt (text or chat messages); default: the preset's, else prompt.",
     )
-    reference: dict[str, str] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+    reference: dict[str, str] | None = option(
         None, help="Reference fields the reward needs, name -> column, e.g. {answer: solution}."
     )
     id_key: str | None = option(
@@ -107,6 +116,11 @@ class SourceConfig:
     )
     suffix: str | None = option(
         None, help="Text appended to every prompt's last user message; default: the preset's."
+    )
+    metadata: list[str] | None = option(
+        None,
+        help="Columns carried along untouched as example metadata; null: every column not used "
+        "as the prompt, a reference or the id; []: none.",
     )
     limit: int | None = option(None, help="Keep only the first N rows (null: all).")
     name: str = option("", help="Label in example ids and reports; default: file stem / generator.")
@@ -128,8 +142,13 @@ class SourceConfig:
             raise unknown_name("data format", self.format, [*READERS, "auto"])
         if self.preset is not None and self.preset not in PRESETS:
             raise unknown_name("source preset", self.preset, list(PRESETS))
-        if self.size <= 0:
-            raise ConfigError(f"source {self.label}: size must be a positive integer")
+        if self.synthetic and self.split not in SPLITS:
+            raise ConfigError(
+                f"source {self.label}: a synthetic source's split must be one of "
+                f"{', '.join(SPLITS)}, got {self.split!r}"
+            )
+        if self.size is not None and self.size <= 0:
+            raise ConfigError(f"source {self.label}: size must be a positive integer or null")
         if self.limit is not None and self.limit <= 0:
             raise ConfigError(f"source {self.label}: limit must be positive, or null for all rows")
 
@@ -152,19 +171,36 @@ def load_source(cfg: SourceConfig) -> list[Example]:
     """Every row of one source as an :class:`Example` (prompt not rendered yet)."""
     layout = cfg.layout()
     if cfg.synthetic:
-        rows = [
-            {"prompt": question, **reference}
-            for question, reference in generate(cfg.synthetic, cfg.size, cfg.seed)
-        ]
-        layout = Layout("prompt", {k: k for k in rows[0] if k != "prompt"}, None, layout.suffix)
-        where_file = f"synthetic source {cfg.synthetic!r}"
-    else:
-        rows = read_records(cfg.path, cfg.format, cfg.split)
-        where_file = cfg.path
+        return _synthetic_examples(cfg, layout.suffix)
+    rows = read_records(cfg.path, cfg.format, cfg.split)
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
-    examples = [_example(row, i, cfg, layout, where_file) for i, row in enumerate(rows)]
+    examples = [_example(row, i, cfg, layout, cfg.path) for i, row in enumerate(rows)]
     _check_unique(examples, cfg, layout)
+    return examples
+
+
+def _synthetic_examples(cfg: SourceConfig, suffix: str) -> list[Example]:
+    """A built-in generator's tasks; metadata holds the task's fields and its demonstration."""
+    tasks = generate(cfg.synthetic, cfg.size, cfg.seed, cfg.split)
+    if cfg.limit is not None:
+        tasks = tasks[: cfg.limit]
+    examples = []
+    for i, task in enumerate(tasks):
+        meta = {**task.metadata, "completion": task.completion}
+        if cfg.metadata is not None:
+            meta = {k: v for k, v in meta.items() if k in cfg.metadata}
+        messages = ({"role": "user", "content": task.question + suffix},)
+        examples.append(
+            Example(
+                f"{cfg.label}/{i}",
+                cfg.domain,
+                messages,
+                dict(task.reference),
+                metadata=meta,
+                suffix=suffix,
+            )
+        )
     return examples
 
 
@@ -195,7 +231,17 @@ def lookup(row: dict[str, Any], column: str) -> Any:
     return node
 
 
-def _cell(row: dict[str, Any], column: str, what: str, index: int, where_file: str) -> Any:
+_REQUIRED = object()
+
+
+def _cell(
+    row: dict[str, Any],
+    column: str,
+    what: str,
+    index: int,
+    where_file: str,
+    if_null: Any = _REQUIRED,
+) -> Any:
     try:
         value = lookup(row, column)
     except KeyError:
@@ -204,6 +250,8 @@ def _cell(row: dict[str, Any], column: str, what: str, index: int, where_file: s
             f"{where_file}, row {index}: no column {column!r} (the {what}); the row's columns are: "
             f"{columns}. Set the source's preset: or its {what} column to match the file"
         ) from None
+    if value is None and if_null is not _REQUIRED:
+        return if_null
     if value is None:
         raise DataError(
             f"{where_file}, row {index}: column {column!r} (the {what}) is null; "
@@ -225,7 +273,19 @@ def _example(
         for name, column in layout.reference.items()
     }
     row_id = _cell(row, layout.id_key, "id_key", index, where_file) if layout.id_key else index
-    return Example(f"{cfg.label}/{row_id}", cfg.domain, messages, reference)
+    if cfg.metadata is None:
+        used = {layout.prompt_key, *layout.reference.values(), layout.id_key}
+        metadata = {k: v for k, v in row.items() if k not in used}
+    else:
+        metadata = {c: _cell(row, c, "metadata", index, where_file, None) for c in cfg.metadata}
+    return Example(
+        f"{cfg.label}/{row_id}",
+        cfg.domain,
+        messages,
+        reference,
+        metadata=metadata,
+        suffix=layout.suffix,
+    )
 
 
 def _check_unique(examples: list[Example], cfg: SourceConfig, layout: Layout) -> None:

@@ -1,156 +1,303 @@
 """Built-in tiny domains: generated prompts a 4-layer character-level model can learn on a CPU.
 
-Each generator maps ``(size, seed)`` to ``size`` pairs ``(question, reference)``, deterministically,
-with references in the same convention as the real data (see :mod:`mgs.data.example`), so the real
-rewards score them unchanged:
+Three domains that pull a policy in different directions, as real math and chat do:
 
-- ``tiny_math``: small-number arithmetic; reference ``answer`` (math-verify on the last ``\\boxed{}``);
-- ``tiny_if``: one-sentence writing tasks with real IFEval instruction ids and kwargs;
-- ``tiny_chat``: short open requests on a topic; scored by a reward model, reference ``topic`` for
-  inspection only. :func:`preference_pairs` gives (prompt, chosen, rejected) triples to train the
-  tiny reward model on.
+- ``tiny_math``: ``What is 3 + 4?``; single-digit sums and differences (never negative), answer
+  in ``\\boxed{}``; reference ``answer`` (math-verify on the last ``\\boxed{}``);
+- ``tiny_if``: ``Write about cats. Use the word blue.``; one or two real IFEval instructions
+  (``keywords:existence``, ``startend:end_checker``, ``length_constraints:number_words``,
+  ``startend:quotation``) with IFEval's kwargs, so IFEval's own checkers score them. The
+  ``change_case:*`` instructions are left out on purpose: their checkers call ``langdetect``,
+  which does not recognise one short sentence as English, so a correct answer would score 0;
+- ``tiny_chat``: ``Do you like cats?``; open requests scored by a reward model (reference: none).
+  :func:`preference_pairs` gives ``(prompt, chosen, rejected)`` triples for the tiny reward model:
+  chosen is a short polite on-topic answer, rejected an off-topic, rude, empty, repetitive or
+  refusing one.
+
+Every domain is a finite set of distinct tasks, split once and for all (independently of any
+seed) into ``train`` (80%) and ``eval`` (20%, the held-out prompts), so held-out prompts never
+appear in training whatever seeds a run uses. Each task carries its warm-start demonstration: a
+short completion in the zero-think format ``<think>...</think> <response>...</response>``.
+Prompts and completions are tens of characters: the tiny tokenizer spends one token per
+character (the tags and ``\\boxed{`` are single tokens).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from mgs.errors import unknown_name
+from mgs.errors import ConfigError, unknown_name
 
-Generated = list[tuple[str, dict[str, Any]]]
+SPLITS = ("train", "eval")
+EVAL_FRACTION = 0.2
+_SPLIT_SEED = 20240613  # fixed: the held-out set must not move with a run's seed
 
-TOPICS = ("cats", "dogs", "rain", "apples", "music", "trains", "the sea", "books", "bread", "stars")
+TOPICS = (
+    "cats",
+    "dogs",
+    "birds",
+    "apples",
+    "music",
+    "trains",
+    "the sea",
+    "books",
+    "bread",
+    "stars",
+    "snow",
+    "tea",
+)
 KEYWORDS = ("blue", "happy", "small", "green", "quiet", "warm")
-END_PHRASES = ("That is all.", "Thank you.", "The end.")
+END_PHRASES = ("Bye!", "Thanks!", "The end.")
 
 
-def tiny_math(size: int, seed: int) -> Generated:
-    """``What is 12 + 7?`` -> answer ``19``: sums, differences (never negative) and small products."""
-    rng = random.Random(seed)
-    out: Generated = []
-    for _ in range(size):
-        op = rng.choice("+-*")
-        if op == "*":
-            a, b = rng.randint(2, 9), rng.randint(2, 9)
-            value = a * b
-        else:
-            a, b = rng.randint(0, 49), rng.randint(0, 49)
-            if op == "-" and a < b:
-                a, b = b, a
-            value = a + b if op == "+" else a - b
-        out.append((f"What is {a} {op} {b}?", {"answer": str(value)}))
+@dataclass(frozen=True)
+class TinyTask:
+    """One task of a tiny domain, with its reward reference and its demonstration."""
+
+    question: str  # the user's request
+    reference: dict[str, Any]  # what the domain's reward needs (see mgs.data.example)
+    thought: str  # the demonstration's reasoning (inside <think>)
+    response: str  # the demonstration's answer (inside <response>)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completion(self) -> str:
+        """The warm-start target: ``<think>...</think> <response>...</response>``."""
+        return f"<think>{self.thought}</think> <response>{self.response}</response>"
+
+
+# ----------------------------------------------------------------------------- math
+
+
+def _math_space() -> list[TinyTask]:
+    out = []
+    for a in range(10):
+        for b in range(10):
+            out.append(_math_task(a, "+", b, a + b))
+            if a >= b:
+                out.append(_math_task(a, "-", b, a - b))
     return out
 
 
-def _if_instruction(rng: random.Random) -> tuple[str, str, dict[str, Any]]:
-    """One IFEval instruction: (text shown to the model, instruction id, its kwargs)."""
-    kind = rng.randrange(6)
-    if kind == 0:
-        return "Answer in capital letters only.", "change_case:english_capital", {}
-    if kind == 1:
-        return "Answer in lowercase letters only.", "change_case:english_lowercase", {}
-    if kind == 2:
-        return "Do not use any commas.", "punctuation:no_comma", {}
-    if kind == 3:
-        word = rng.choice(KEYWORDS)
-        return f"Include the word {word}.", "keywords:existence", {"keywords": [word]}
-    if kind == 4:
-        word = rng.choice(KEYWORDS)
-        return (
-            f"Do not use the word {word}.",
-            "keywords:forbidden_words",
-            {"forbidden_words": [word]},
-        )
-    phrase = rng.choice(END_PHRASES)
-    return (
-        f'End your answer with the phrase "{phrase}".',
-        "startend:end_checker",
-        {"end_phrase": phrase},
+def _math_task(a: int, op: str, b: int, value: int) -> TinyTask:
+    return TinyTask(
+        f"What is {a} {op} {b}?",
+        {"answer": str(value)},
+        f"{a} {op} {b} = {value}",
+        f"\\boxed{{{value}}}",
     )
 
 
-def tiny_if(size: int, seed: int) -> Generated:
-    """``Write one sentence about rain. Do not use any commas.`` with the IFEval spec to check it.
+# ----------------------------------------------------------------------------- instruction following
 
-    A third of the prompts carry a second instruction; two instructions of the same kind (e.g.
-    capitals *and* lowercase, which contradict) are never combined.
-    """
-    rng = random.Random(seed)
-    out: Generated = []
-    for _ in range(size):
-        topic = rng.choice(TOPICS)
-        chosen = [_if_instruction(rng)]
-        if rng.random() < 1 / 3:
-            extra = _if_instruction(rng)
-            if extra[1].split(":")[0] != chosen[0][1].split(":")[0]:
-                chosen.append(extra)
-        text = " ".join(c[0] for c in chosen)
-        reference = {
-            "instruction_id_list": [c[1] for c in chosen],
-            "kwargs": [c[2] for c in chosen],
-        }
-        out.append((f"Write one sentence about {topic}. {text}", reference))
+# kind -> list of (text shown to the model, instruction id, kwargs, thought)
+_Instruction = tuple[str, str, dict[str, Any], str]
+
+
+def _instructions() -> dict[str, list[_Instruction]]:
+    return {
+        "keyword": [
+            (f"Use the word {w}.", "keywords:existence", {"keywords": [w]}, f"say {w}")
+            for w in KEYWORDS
+        ],
+        "end": [
+            (f'End with "{p}"', "startend:end_checker", {"end_phrase": p}, f"end {p}")
+            for p in END_PHRASES
+        ],
+        "length": [
+            (
+                "Use fewer than 5 words.",
+                "length_constraints:number_words",
+                {"num_words": 5, "relation": "less than"},
+                "short",
+            ),
+            (
+                "Use at least 8 words.",
+                "length_constraints:number_words",
+                {"num_words": 8, "relation": "at least"},
+                "long",
+            ),
+        ],
+        "quote": [("Wrap it in double quotes.", "startend:quotation", {}, "quote")],
+    }
+
+
+def _if_response(topic: str, chosen: list[_Instruction]) -> str:
+    """A response following every instruction in ``chosen``."""
+    text = f"I like {topic}."
+    for _, iid, kwargs, _ in chosen:
+        if iid == "keywords:existence":
+            text += f" It is {kwargs['keywords'][0]}."
+        elif iid == "length_constraints:number_words" and kwargs["relation"] == "at least":
+            text += " I think about it every day."
+    for _, iid, kwargs, _ in chosen:
+        if iid == "startend:end_checker":
+            text += f" {kwargs['end_phrase']}"
+    if any(iid == "startend:quotation" for _, iid, _, _ in chosen):
+        text = f'"{text}"'
+    return text
+
+
+def _follows(response: str, chosen: list[_Instruction]) -> bool:
+    """Our own check of the few instructions used here (IFEval's checkers are the test oracle)."""
+    words = len(re.findall(r"\w+", response))
+    for _, iid, kwargs, _ in chosen:
+        if iid == "length_constraints:number_words":
+            ok = (
+                words < kwargs["num_words"]
+                if kwargs["relation"] == "less than"
+                else words >= kwargs["num_words"]
+            )
+            if not ok:
+                return False
+    return True
+
+
+def _if_space() -> list[TinyTask]:
+    kinds = _instructions()
+    names = list(kinds)
+    combos: list[list[_Instruction]] = [[ins] for k in names for ins in kinds[k]]
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:  # two instructions of different kinds
+            combos += [[x, y] for x in kinds[first] for y in kinds[second]]
+    out = []
+    for topic in TOPICS:
+        for chosen in combos:
+            response = _if_response(topic, chosen)
+            if not _follows(response, chosen):  # e.g. "fewer than 5 words" + a keyword sentence
+                continue
+            out.append(
+                TinyTask(
+                    f"Write about {topic}. " + " ".join(c[0] for c in chosen),
+                    {
+                        "instruction_id_list": [c[1] for c in chosen],
+                        "kwargs": [dict(c[2]) for c in chosen],
+                    },
+                    ", ".join(c[3] for c in chosen),
+                    response,
+                    {"topic": topic},
+                )
+            )
     return out
 
+
+# ----------------------------------------------------------------------------- chat
 
 _CHAT_REQUESTS = (
-    "Tell me something nice about {t}.",
+    "Tell me about {t}.",
+    "Do you like {t}?",
+    "Say something nice about {t}.",
+    "What do you think of {t}?",
     "Why do people like {t}?",
-    "Say one friendly sentence about {t}.",
+    "Talk to me about {t}.",
 )
+_CHOSEN = (
+    "I love {t}. Thanks for asking!",
+    "Many people enjoy {t}. I do too!",
+    "Good question! I like {t} a lot.",
+)
+_RUDE = ("That is a dumb question.", "Go away.", "Stop asking me things.")
 
 
-def tiny_chat(size: int, seed: int) -> Generated:
-    """``Why do people like trains?``: open requests; a reward model judges the response."""
-    rng = random.Random(seed)
-    out: Generated = []
-    for _ in range(size):
-        topic = rng.choice(TOPICS)
-        out.append((rng.choice(_CHAT_REQUESTS).format(t=topic), {"topic": topic}))
-    return out
-
-
-def preference_pairs(size: int, seed: int) -> list[tuple[str, str, str]]:
-    """``(prompt, chosen, rejected)`` for the tiny chat domain: a Bradley-Terry reward model's data.
-
-    Chosen: a complete, friendly sentence on the prompt's topic. Rejected: one of the failures an
-    untrained policy shows: a refusal, an off-topic sentence, a repetition, or a dismissal.
-    """
-    rng = random.Random(seed)
+def _chat_space() -> list[TinyTask]:
     out = []
-    for question, reference in tiny_chat(size, seed):
-        topic = reference["topic"]
-        other = rng.choice([t for t in TOPICS if t != topic])
-        chosen = rng.choice(
-            (
-                f"I like {topic} a lot, and thinking about {topic} makes my day bright.",
-                f"There is so much to love about {topic}, and I am glad you asked.",
-                f"Many people enjoy {topic} for the calm and the joy of it.",
+    for r, request in enumerate(_CHAT_REQUESTS):
+        for t, topic in enumerate(TOPICS):
+            chosen = _CHOSEN[(r + t) % len(_CHOSEN)].format(t=topic)
+            out.append(
+                TinyTask(
+                    request.format(t=topic), {}, f"be kind about {topic}", chosen, {"topic": topic}
+                )
             )
-        )
-        rejected = rng.choice(
-            (
-                "I do not know.",
-                f"I like {other} a lot, and thinking about {other} makes my day bright.",
-                f"{topic} {topic} {topic} {topic}",
-                "That is a boring question.",
-            )
-        )
-        out.append((question, chosen, rejected))
     return out
 
 
-SYNTHETIC_DOMAINS: dict[str, Callable[[int, int], Generated]] = {
-    "tiny_math": tiny_math,
-    "tiny_if": tiny_if,
-    "tiny_chat": tiny_chat,
+def _rejected(task: TinyTask, rng: random.Random) -> str:
+    """One failure an untrained policy shows: off topic, rude, empty, repetitive or a refusal."""
+    topic = task.metadata["topic"]
+    kind = rng.randrange(5)
+    if kind == 0:
+        other = rng.choice([t for t in TOPICS if t != topic])
+        return rng.choice(_CHOSEN).format(t=other)
+    if kind == 1:
+        return rng.choice(_RUDE)
+    if kind == 2:
+        return ""
+    if kind == 3:
+        return " ".join([topic] * 4)
+    return "I do not know."
+
+
+# ----------------------------------------------------------------------------- registry
+
+SYNTHETIC_DOMAINS: dict[str, Callable[[], list[TinyTask]]] = {
+    "tiny_math": _math_space,
+    "tiny_if": _if_space,
+    "tiny_chat": _chat_space,
 }
 
 
-def generate(name: str, size: int, seed: int) -> Generated:
-    """Run the built-in generator ``name``; an unknown name lists the valid ones."""
+@cache
+def split_tasks(name: str, split: str) -> tuple[TinyTask, ...]:
+    """Every distinct task of domain ``name`` in ``split`` (``train`` or ``eval``), fixed order."""
     if name not in SYNTHETIC_DOMAINS:
         raise unknown_name("synthetic domain", name, list(SYNTHETIC_DOMAINS))
-    return SYNTHETIC_DOMAINS[name](size, seed)
+    if split not in SPLITS:
+        raise unknown_name("split of a synthetic domain", split, list(SPLITS))
+    space = SYNTHETIC_DOMAINS[name]()
+    order = list(range(len(space)))
+    random.Random(_SPLIT_SEED).shuffle(order)
+    n_eval = max(1, math.ceil(EVAL_FRACTION * len(space)))
+    chosen = sorted(order[:n_eval] if split == "eval" else order[n_eval:])
+    return tuple(space[i] for i in chosen)
+
+
+def generate(name: str, size: int | None, seed: int, split: str = "train") -> list[TinyTask]:
+    """``size`` tasks of ``name``'s ``split``, deterministically from ``seed``.
+
+    ``size=None`` gives every task of the split once, in a seeded order. A larger ``size`` cycles
+    through the split in fresh seeded orders, so every task appears equally often (give or take
+    one). An unknown name lists the valid ones.
+    """
+    tasks = split_tasks(name, split)
+    if size is not None and size <= 0:
+        raise ConfigError(f"a synthetic source's size must be positive or null, got {size}")
+    want = len(tasks) if size is None else size
+    rng = random.Random(seed)
+    out: list[TinyTask] = []
+    while len(out) < want:
+        order = list(range(len(tasks)))
+        rng.shuffle(order)
+        out.extend(tasks[i] for i in order[: want - len(out)])
+    return out
+
+
+def demonstrations(
+    name: str, size: int | None, seed: int, split: str = "train"
+) -> list[tuple[str, str]]:
+    """``(question, completion)`` warm-start pairs of ``name``: the completion is
+    ``<think>...</think> <response>...</response>``, with no leading space."""
+    return [(t.question, t.completion) for t in generate(name, size, seed, split)]
+
+
+def preference_pairs(
+    size: int | None, seed: int, split: str = "train"
+) -> list[tuple[str, str, str]]:
+    """``(prompt, chosen, rejected)`` for the tiny chat domain: a Bradley-Terry reward model's data.
+
+    The responses are response parts only (no thought), as the reward model scores them. Chosen
+    is the demonstration's answer: polite and on the prompt's topic; rejected is one of the
+    failures an untrained policy shows: another topic, a rude line, an empty answer, the topic
+    repeated, or a refusal.
+    """
+    rng = random.Random(seed)
+    return [
+        (t.question, t.response, _rejected(t, rng))
+        for t in generate("tiny_chat", size, seed, split)
+    ]

@@ -9,6 +9,7 @@ import pytest
 from conftest import shared_file
 from mgs.data.readers import read_records
 from mgs.data.sources import BOXED_INSTRUCTION, PRESETS, SourceConfig, check_sources, load_source
+from mgs.data.synthetic import generate, split_tasks
 from mgs.errors import ConfigError, DataError, UnknownNameError
 
 
@@ -28,6 +29,9 @@ def test_math_preset_on_math500():
     assert first.domain == "math"
     assert first.question == rows[0]["problem"] + BOXED_INSTRUCTION
     assert [ex.reference["answer"] for ex in examples] == [r["answer"] for r in rows]
+    # Every column the source does not map travels along as metadata.
+    assert first.metadata == {k: rows[0][k] for k in ("solution", "subject", "level")}
+    assert first.suffix == BOXED_INSTRUCTION
 
 
 def test_ifeval_preset_keeps_the_instruction_specs():
@@ -43,15 +47,30 @@ def test_ifeval_preset_keeps_the_instruction_specs():
     }
 
 
-def test_wildchat_preset_reads_chat_messages_and_nested_ids():
-    path = shared_file("wildchat-if_val.parquet")
+@pytest.mark.parametrize(("name", "rows"), [("wildchat-if_val", 250), ("wildchat-if_train", 7544)])
+def test_wildchat_preset_reads_chat_messages_and_nested_ids(name, rows):
+    path = shared_file(f"{name}.parquet")
     examples = load_source(SourceConfig(domain="chat", path=str(path), preset="wildchat"))
-    rows = read_records(str(path))
-    assert [ex.uid for ex in examples] == [
-        f"wildchat-if_val/{r['extra_info']['index']}" for r in rows
-    ]
-    assert examples[3].messages == ({"role": "user", "content": rows[3]["prompt"][0]["content"]},)
-    assert examples[3].reference == {}
+    records = read_records(str(path))
+    assert len(examples) == len(records) == rows
+    assert [ex.uid for ex in examples] == [f"{name}/{r['extra_info']['index']}" for r in records]
+    assert examples[3].messages == (
+        {"role": "user", "content": records[3]["prompt"][0]["content"]},
+    )
+    assert examples[3].reference == {}  # a reward model needs nothing
+    assert set(examples[3].metadata) == {"data_source", "ability", "reward_model", "extra_info"}
+    assert examples[3].metadata["extra_info"] == records[3]["extra_info"]
+
+
+def test_metadata_lists_the_columns_to_keep_and_names_a_missing_one(tmp_path):
+    rows = [{"prompt": "a", "topic": "x", "score": None, "big": "..."}]
+    path = _jsonl(tmp_path, rows)
+    (ex,) = load_source(SourceConfig(domain="chat", path=path, metadata=["topic", "score"]))
+    assert dict(ex.metadata) == {"topic": "x", "score": None}  # a null passes through
+    (ex,) = load_source(SourceConfig(domain="chat", path=path, metadata=[]))
+    assert dict(ex.metadata) == {}
+    with pytest.raises(DataError, match=r"rows\.jsonl, row 0: no column 'lang' \(the metadata\)"):
+        load_source(SourceConfig(domain="chat", path=path, metadata=["lang"]))
 
 
 def test_alpacaeval_preset_and_limit():
@@ -91,14 +110,22 @@ def test_explicit_keys_override_the_preset(tmp_path):
     assert (ex.uid, ex.question, dict(ex.reference)) == ("mine/0", "Q1", {"answer": "7"})
 
 
-def test_missing_column_lists_the_columns_and_the_fix(tmp_path):
+def test_missing_column_names_the_column_the_file_and_the_fix(tmp_path):
     path = _jsonl(tmp_path, [{"question": "Q", "gold": "1"}])
     with pytest.raises(DataError) as info:
         load_source(SourceConfig(domain="math", path=path, preset="math"))
     message = str(info.value)
-    assert "row 0: no column 'problem'" in message
+    assert message.startswith(f"{path}, row 0: no column 'problem' (the prompt_key)")
     assert "columns are: question, gold" in message
     assert "preset" in message
+    # A reference column missing from a later row names that row.
+    path = _jsonl(tmp_path, [{"p": "a", "sol": "1"}, {"p": "b"}], "late.jsonl")
+    with pytest.raises(
+        DataError, match=r"late\.jsonl, row 1: no column 'sol' \(the reference 'answer'\)"
+    ):
+        load_source(
+            SourceConfig(domain="math", path=path, prompt_key="p", reference={"answer": "sol"})
+        )
 
 
 def test_null_reference_and_missing_nested_key_name_the_row(tmp_path):
@@ -130,12 +157,20 @@ def test_synthetic_source_and_suffix():
         domain="math", synthetic="tiny_math", size=3, seed=1, suffix=" Use \\boxed{}."
     )
     examples = load_source(cfg)
+    tasks = generate("tiny_math", 3, 1)
     assert [ex.uid for ex in examples] == ["tiny_math/0", "tiny_math/1", "tiny_math/2"]
-    assert all(
-        ex.question.startswith("What is ") and ex.question.endswith(" Use \\boxed{}.")
-        for ex in examples
-    )
-    assert all(set(ex.reference) == {"answer"} for ex in examples)
+    assert [ex.question for ex in examples] == [t.question + " Use \\boxed{}." for t in tasks]
+    assert [dict(ex.reference) for ex in examples] == [t.reference for t in tasks]
+    assert [ex.metadata["completion"] for ex in examples] == [t.completion for t in tasks]
+    assert examples[0].suffix == " Use \\boxed{}."
+
+
+def test_synthetic_sources_read_their_split():
+    held = load_source(SourceConfig(domain="chat", synthetic="tiny_chat", split="eval"))
+    assert {ex.question for ex in held} == {t.question for t in split_tasks("tiny_chat", "eval")}
+    assert all(ex.reference == {} and ex.metadata["topic"] in ex.question for ex in held)
+    (ex,) = load_source(SourceConfig(domain="if", synthetic="tiny_if", size=1, metadata=["topic"]))
+    assert list(ex.metadata) == ["topic"]
 
 
 @pytest.mark.parametrize(
@@ -165,6 +200,11 @@ def test_synthetic_source_and_suffix():
         ),
         ({"domain": "math", "path": "a.json", "limit": 0}, ConfigError, "limit must be positive"),
         ({"domain": "math", "synthetic": "tiny_math", "size": 0}, ConfigError, "size must be"),
+        (
+            {"domain": "math", "synthetic": "tiny_math", "split": "test"},
+            ConfigError,
+            "split must be one of train, eval",
+        ),
     ],
 )
 def test_bad_source_configs(kwargs, error, needle):
