@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=4, help="batches to summarise (default 4)")
     parser.add_argument("--start", type=int, default=0, help="first step to show (default 0)")
     parser.add_argument(
-        "--show", type=int, default=1, help="rendered prompts to print per domain (default 1)"
+        "--show",
+        type=int,
+        default=2,
+        help="rendered prompts to print per domain: the next ones it serves from --start "
+        "(default 2)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the text preview"
     )
     parser.add_argument(
         "--tokenizer",
@@ -93,14 +101,49 @@ def _tokenizer(path: str | None) -> Any:
 def _schedule_lines(mixture: Any) -> list[str]:
     out = []
     for i, phase in enumerate(mixture.phases):
-        end = "end" if phase.stop is None else phase.stop - 1
-        counts = ", ".join(f"{d} {c}" for d, c in phase.counts.items())
-        out.append(f"phase {i}: steps {phase.start}..{end}: {counts} prompts per batch")
+        steps = f"steps {phase.start}..{'end' if phase.stop is None else phase.stop - 1}"
+        if mixture.cfg.sampling == "iid":
+            shares = ", ".join(f"{d} {w:.2f}" for d, w in phase.weights.items())
+            out.append(f"phase {i}: {steps}: each prompt's domain drawn by share: {shares}")
+        else:
+            counts = ", ".join(f"{d} {c}" for d, c in phase.counts.items())
+            out.append(f"phase {i}: {steps}: {counts} prompts per batch")
     return out
+
+
+def preview(mixture: Any, start: int, steps: int, show: int) -> dict[str, Any]:
+    """The first batches' per-domain counts and each domain's next ``show`` prompts."""
+    stop = start + steps
+    if mixture.num_steps is not None:
+        stop = min(stop, mixture.num_steps)
+    batches = []
+    for step in range(start, stop):
+        counts = mixture.counts(step)
+        batches.append(
+            {
+                "step": step,
+                "phase": mixture.phase_at(step),
+                "counts": {d: counts.get(d, 0) for d in mixture.domains},
+                "epochs": {d: round(mixture.epoch(d, step), 4) for d in mixture.domains},
+            }
+        )
+    prompts = {}
+    for domain in mixture.domains:  # the prompts this domain serves next, from step `start` on
+        first = mixture.drawn_before(domain, start) if start < stop else 0
+        prompts[domain] = [
+            {
+                "uid": ex.uid,
+                "prompt": ex.prompt,
+                "reference": dict(ex.reference),
+            }
+            for ex in (mixture.draw(domain, first + i) for i in range(show))
+        ]
+    return {"batches": batches, "prompts": prompts}
 
 
 def run(args: argparse.Namespace) -> int:
     from mgs.data.pipeline import build_mixture
+    from mgs.dataclass_config import to_dict
 
     if args.help_config:
         for key, default, help_text in config_help():
@@ -110,36 +153,45 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--steps, --start and --show must be >= 0")
     cfg = load_data_config(args.config, args.overrides)
     mixture, report = build_mixture(cfg, _tokenizer(args.tokenizer))
+    shown = preview(mixture, args.start, args.steps, args.show)
+    if args.json:
+        out = {
+            "sources": report.to_dict(),
+            "max_prompt_tokens": cfg.max_prompt_tokens,
+            "overlong": cfg.overlong,
+            "template": to_dict(cfg.template),
+            "batch_size": cfg.mixture.batch_size,
+            "sampling": cfg.mixture.sampling,
+            "seed": cfg.mixture.seed,
+            "phases": [
+                {"start": ph.start, "stop": ph.stop, "counts": ph.counts, "weights": ph.weights}
+                for ph in mixture.phases
+            ],
+            "fingerprint": mixture.fingerprint,
+            **shown,
+        }
+        print(json.dumps(out, indent=2, default=str))
+        return 0
     print("sources:")
     for line in report.lines():
         print(f"  {line}")
     print(
-        f"template: {cfg.template.name}; batch_size: {cfg.mixture.batch_size}; seed: {cfg.mixture.seed}"
+        f"template: {cfg.template.name}; batch_size: {cfg.mixture.batch_size}; "
+        f"sampling: {cfg.mixture.sampling}; seed: {cfg.mixture.seed}"
     )
     for line in _schedule_lines(mixture):
         print(line)
     print(f"fingerprint: {mixture.fingerprint}")
     domains = list(mixture.domains)
     print("step  phase  " + "  ".join(f"{d} (epoch)" for d in domains))
-    stop = args.start + args.steps
-    if mixture.num_steps is not None:
-        stop = min(stop, mixture.num_steps)
-    for step in range(args.start, stop):
-        batch = mixture.batch(step)
-        counts = {d: len(v) for d, v in batch.by_domain.items()}
-        cells = [f"{counts.get(d, 0)} ({mixture.epoch(d, step):.2f})" for d in domains]
-        print(f"{step:<5} {batch.phase:<6} " + "  ".join(cells))
-    if args.show and args.start < stop:
-        first = mixture.batch(args.start)
-        for domain, examples in first.by_domain.items():
-            for ex in examples[: args.show]:
-                text = (
-                    ex.prompt
-                    if len(ex.prompt) <= _SHOWN_CHARS
-                    else ex.prompt[:_SHOWN_CHARS] + " [...]"
-                )
-                print(
-                    f"\n--- step {args.start}, {domain}, {ex.uid}, reference {dict(ex.reference)}"
-                )
-                print(text)
+    for row in shown["batches"]:
+        cells = [f"{row['counts'][d]} ({row['epochs'][d]:.2f})" for d in domains]
+        print(f"{row['step']:<5} {row['phase']:<6} " + "  ".join(cells))
+    for domain, examples in shown["prompts"].items():
+        for ex in examples:
+            text = ex["prompt"]
+            if len(text) > _SHOWN_CHARS:
+                text = text[:_SHOWN_CHARS] + " [...]"
+            print(f"\n--- {domain}, {ex['uid']}, reference {ex['reference']}")
+            print(text)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mgs.cli import main
@@ -16,11 +18,44 @@ def run(capsys, *argv):
 def test_default_preview(capsys):
     code, out, err = run(capsys, "--steps", "2", "mixture.batch_size=8")
     assert code == 0, err
-    assert "tiny_math -> math: 512 prompts" in out
-    assert "phase 0: steps 0..end: math 4, chat 4 prompts per batch" in out
-    assert "0     0      4 (0.00)  4 (0.00)" in out
-    assert "1     0      4 (0.01)  4 (0.01)" in out
-    assert "--- step 0, math, tiny_math/" in out and "reference {'answer': " in out
+    assert "tiny_math -> math: 124 prompts" in out and "tiny_if -> if: 497 prompts" in out
+    # 8 / 3 = 2.67 each; equal remainders go to the domains listed first
+    assert "phase 0: steps 0..end: math 3, if 3, chat 2 prompts per batch" in out
+    assert "step  phase  math (epoch)  if (epoch)  chat (epoch)" in out
+    assert "0     0      3 (0.00)  3 (0.00)  2 (0.00)" in out
+    assert "1     0      3 (0.02)  3 (0.01)  2 (0.04)" in out  # 3/124, 3/497, 2/57 of a pass
+    assert out.count("\n--- math, tiny_math/") == 2  # --show defaults to 2 per domain
+    assert out.count("\n--- chat, tiny_chat/") == 2 and "reference {'answer': " in out
+    assert "User: <query>What is " in out
+
+
+def test_json_preview_is_machine_readable_and_matches_the_mixture(capsys):
+    from mgs.data.command import load_data_config
+    from mgs.data.pipeline import build_mixture
+    from mgs.models.tiny import build_tiny_tokenizer
+
+    overrides = ["mixture.batch_size=9", "mixture.proportions={math: 2, if: 1, chat: 1}"]
+    code, out, err = run(capsys, "--json", "--steps", "3", "--show", "1", *overrides)
+    assert code == 0, err
+    data = json.loads(out)
+    mix, _ = build_mixture(load_data_config(None, overrides), build_tiny_tokenizer())
+    assert data["fingerprint"] == mix.fingerprint
+    assert [b["counts"] for b in data["batches"]] == [{"math": 5, "if": 2, "chat": 2}] * 3
+    assert data["batches"][2]["epochs"]["math"] == round(10 / 124, 4)
+    assert [s["rows"] for s in data["sources"]] == [124, 497, 57]
+    assert {d: [p["uid"] for p in v] for d, v in data["prompts"].items()} == {
+        d: [ex.uid for ex in mix.batch(0).by_domain[d][:1]] for d in ("math", "if", "chat")
+    }
+    assert data["template"]["name"] == "zero_think" and data["sampling"] == "exact"
+
+
+def test_iid_preview_shows_varying_counts(capsys):
+    code, out, err = run(capsys, "--json", "--steps", "20", "--show", "0", "mixture.sampling=iid")
+    assert code == 0, err
+    counts = [b["counts"] for b in json.loads(out)["batches"]]
+    assert all(sum(c.values()) == 64 for c in counts) and len({c["math"] for c in counts}) > 2
+    code, out, _ = run(capsys, "--steps", "1", "--show", "0", "mixture.sampling=iid")
+    assert "each prompt's domain drawn by share: math 0.33, if 0.33, chat 0.33" in out
 
 
 def test_config_file_with_a_data_section_and_prefixed_overrides(capsys, tmp_path):
@@ -51,7 +86,7 @@ def test_a_bare_data_section_and_a_bounded_schedule(capsys, tmp_path):
     code, out, _ = run(capsys, "--config", str(config), "--steps", "10", "--show", "0")
     assert code == 0
     assert "phase 1: steps 1..1: chat 2 prompts per batch" in out
-    assert "1     1      0 (0.00)  2 (0.00)" in out
+    assert "1     1      0 (0.02)  2 (0.00)" in out  # math drew 2 of 124 in step 0
     assert "\n2 " not in out  # the schedule ends after 2 steps
 
 
@@ -70,6 +105,8 @@ def test_a_bare_data_section_and_a_bounded_schedule(capsys, tmp_path):
         (["--config", "/nonexistent.yaml"], "does not exist"),
         (["--tokenizer", "/nonexistent"], "is not a folder"),
         (["--steps", "-1"], "must be >= 0"),
+        (["mixture.batch_size=2"], "the batch size 2 is smaller than the 3 domains with a share"),
+        (["mixture.sampling=weighted"], "must be one of 'exact', 'iid'"),
     ],
 )
 def test_mistakes_are_one_line_errors(capsys, argv, needle):
@@ -87,6 +124,11 @@ def test_help_config_lists_every_key(capsys):
         "sources[].preset",
         "mixture.batch_size",
         "mixture.phases[].steps",
+        "mixture.phases[].epochs",
+        "mixture.phases[].domain",
+        "mixture.sampling",
+        "overlong = 'filter'",
+        "template.preamble",
         "template.name",
         "max_prompt_tokens = 896",
     ):
