@@ -29,7 +29,7 @@ def fmt(value: float, digits: int = 3, sign: bool = False) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int) -> str:
     align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

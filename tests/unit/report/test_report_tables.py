@@ -125,3 +125,9 @@ def test_surgery_table_averages_finite_steps(tmp_path):
     assert "cos a vs b" in table.splitlines()[0]
     assert _rows(table) == [["t", "pcgrad", "global", "7", "0.300", "0.200", "-0.100", "7.50"]]
     assert surgery_table([plain]) is None
+
+
+def test_a_pipe_in_a_label_does_not_break_the_table(runs):
+    runs[0].label = "mgs|tensor"
+    row = eval_table(runs).splitlines()[2]
+    assert row.startswith("| mgs\\|tensor | mgs |") and row.count(" | ") == 5  # 6 cells
