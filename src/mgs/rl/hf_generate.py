@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 
 from mgs.errors import DataError
+from mgs.rl.gumbel import KeyedGumbelSampler
 from mgs.rl.rollout import Completion, FinishReason, RolloutBatch, SamplingConfig
 
 __all__ = ["HFGenerateBackend", "completion_end"]
@@ -145,11 +146,25 @@ class HFGenerateBackend:
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
 
-    def generate(self, prompts: list[str], cfg: SamplingConfig, *, seed: int) -> RolloutBatch:
+    def generate(
+        self,
+        prompts: list[str],
+        cfg: SamplingConfig,
+        *,
+        seed: int,
+        keys: Sequence[int] | None = None,
+    ) -> RolloutBatch:
+        """``cfg.n`` completions per prompt. ``keys``: a global id per prompt (default: its index);
+        with ``cfg.batch_invariant`` a completion depends only on ``(seed, key, rollout j)``."""
         model = self._model()
         prompt_ids = self._encode(prompts)
         rows = [i for i in range(len(prompts)) for _ in range(cfg.n)]  # group-contiguous
-        gen_cfg = self._generation_config(cfg)
+        keys = list(range(len(prompts))) if keys is None else list(keys)
+        if len(keys) != len(prompts):
+            raise ValueError(f"got {len(keys)} keys for {len(prompts)} prompts")
+        row_keys = [keys[i] * cfg.n + j for i in range(len(prompts)) for j in range(cfg.n)]
+        keyed = cfg.batch_invariant and cfg.temperature > 0
+        gen_cfg = self._generation_config(cfg, keyed=keyed)
         device = next(model.parameters()).device
         synced_gpus = _sharded_across_ranks(model)
         completions: list[Completion] = []
@@ -162,10 +177,22 @@ class HFGenerateBackend:
                 for lo in range(0, len(rows), self.micro_batch_size):
                     chunk = rows[lo : lo + self.micro_batch_size]
                     ids, mask = _left_pad([prompt_ids[i] for i in chunk], self.pad_id, device)
+                    processors = None
+                    if keyed:
+                        sampler = KeyedGumbelSampler(
+                            seed,
+                            torch.tensor(row_keys[lo : lo + len(chunk)]),
+                            ids.shape[1],
+                            temperature=cfg.temperature,
+                            top_k=cfg.top_k,
+                            top_p=cfg.top_p,
+                        )
+                        processors = LogitsProcessorList([sampler])
                     out = model.generate(
                         input_ids=ids,
                         attention_mask=mask,
                         generation_config=gen_cfg,
+                        logits_processor=processors,
                         tokenizer=self.tokenizer,
                         synced_gpus=synced_gpus,
                     )  # [b, P + R']
@@ -209,8 +236,9 @@ class HFGenerateBackend:
                 )
         return ids
 
-    def _generation_config(self, cfg: SamplingConfig) -> GenerationConfig:
-        sample = cfg.temperature > 0
+    def _generation_config(self, cfg: SamplingConfig, *, keyed: bool = False) -> GenerationConfig:
+        # Keyed sampling is greedy decoding over Gumbel-perturbed log-probs (mgs.rl.gumbel).
+        sample = cfg.temperature > 0 and not keyed
         common = {
             "max_new_tokens": cfg.max_new_tokens,
             "eos_token_id": self.eos_ids,

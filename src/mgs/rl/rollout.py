@@ -47,6 +47,12 @@ class SamplingConfig:
     seed: int = option(
         0, help="Base seed of the rollouts; the trainer passes a per-step seed derived from it."
     )
+    batch_invariant: bool = option(
+        True,
+        help="Draw each token with keyed Gumbel-max noise, so a completion depends only on "
+        "(seed, prompt, rollout), not on batch composition, micro-batch size or world size "
+        "(same distribution as ordinary sampling). false: generate()'s own sampler.",
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -156,9 +162,18 @@ class RolloutBatch:
 class RolloutBackend(Protocol):
     """What the trainer needs from a generation engine (HF generate, vLLM, ...)."""
 
-    def generate(self, prompts: list[str], cfg: SamplingConfig, *, seed: int) -> RolloutBatch:
+    def generate(
+        self,
+        prompts: list[str],
+        cfg: SamplingConfig,
+        *,
+        seed: int,
+        keys: Sequence[int] | None = None,
+    ) -> RolloutBatch:
         """``cfg.n`` completions of every prompt, group-contiguous; the same ``seed`` (and inputs)
-        gives the same completions, and the caller's global RNG state is left untouched."""
+        gives the same completions, and the caller's global RNG state is left untouched.
+        ``keys``: a global id per prompt; with ``cfg.batch_invariant`` a completion depends only
+        on ``(seed, key, rollout index)``, whatever else is in the batch."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> None:
