@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Run directory (default: logging.run_dir or runs/<time>-<strategy>).",
     )
     parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="Continue RUN_DIR from its latest checkpoint with its own config "
+        "(overrides still apply, e.g. steps=200).",
+    )
+    parser.add_argument(
         "--help-config",
         action="store_true",
         help="List every config key with its default and help, then exit.",
@@ -43,11 +50,30 @@ def run(args: argparse.Namespace) -> int:
         for key, default, text in describe(TrainConfig):
             print(f"{key} = {default}\n    {text}")
         return 0
-    cfg = load_config(args.config, args.overrides)
+    if args.resume:
+        from pathlib import Path
+
+        from mgs.errors import ConfigError
+
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"--resume {run_dir}: no config.yaml there; pass the run directory of an earlier `mgs train`"
+            )
+        if args.config:
+            raise ConfigError(
+                "--resume uses the run's own config.yaml; drop --config (overrides are allowed)"
+            )
+        cfg = load_config(run_dir / "config.yaml", args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     from mgs.train.run import run_training
 
-    run_training(cfg, args.run_dir)
+    if args.resume:
+        run_training(cfg, args.resume, resume=True)
+    else:
+        run_training(cfg, args.run_dir)
     return 0

@@ -253,6 +253,17 @@ class LoggingConfig:
     wandb_project: str | None = option(None, help="Also log to this Weights & Biases project.")
     progress: bool = option(True, help="Show a progress bar.")
     save_model: bool = option(True, help="Save the final policy as a Hugging Face directory.")
+    checkpoint_every: int = option(
+        0, help="Write a resumable checkpoint every N steps (0: never); see `mgs train --resume`."
+    )
+    keep_checkpoints: int = option(2, help="How many of the latest checkpoints to keep.")
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            raise ConfigError(
+                "logging.checkpoint_every must be >= 0 and logging.keep_checkpoints >= 1, got "
+                f"{self.checkpoint_every} and {self.keep_checkpoints}"
+            )
 
 
 @dataclass

@@ -91,3 +91,25 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [
         json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
+
+
+def truncate_metrics(run_dir: Path, next_step: int) -> int:
+    """Drop the lines of steps >= ``next_step`` (logged after the checkpoint a run resumes from).
+
+    Returns how many lines were dropped. Written to a temporary file, then renamed.
+    """
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] < next_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            continue  # a line cut by the kill: dropped
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(lines) - len(kept)

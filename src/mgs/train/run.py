@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,10 +12,11 @@ from typing import Any
 
 import torch
 
+from mgs.data.pipeline import load_eval_prompts
+from mgs.train.checkpoint import latest_checkpoint, load_state
 from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
 from mgs.train.evaluate import evaluate_domains, format_table
-from mgs.train.heldout import heldout_examples
-from mgs.train.metrics import MetricsWriter
+from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy, resolve_device
 from mgs.train.trainer import (
     GRPOTrainer,
@@ -30,9 +32,16 @@ log = logging.getLogger(__name__)
 
 
 def run_training(
-    cfg: TrainConfig, run_dir: str | Path | None = None, echo: Callable[[str], None] = print
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    echo: Callable[[str], None] = print,
+    *,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train as configured; returns (and writes to ``run_dir/summary.json``) the results."""
+    """Train as configured; returns (and writes to ``run_dir/summary.json``) the results.
+
+    ``resume``: continue ``run_dir`` from its latest checkpoint (the config is the run's own).
+    """
     started = time.perf_counter()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -55,7 +64,8 @@ def run_training(
             ),
         )
     timings["reward_model"] = time.perf_counter() - tick
-    prepare_run_dir(cfg, run_dir)
+    if not resume:
+        prepare_run_dir(cfg, run_dir)
     echo(f"run directory: {run_dir}")
 
     tick = time.perf_counter()
@@ -72,13 +82,27 @@ def run_training(
         f"domains: {', '.join(trainer.domains)}; {cfg.steps} steps x "
         f"{cfg.data.mixture.batch_size} prompts x {cfg.rollout.sampling.n} rollouts"
     )
+    start_step = 0
+    if resume:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            echo("resume: no complete checkpoint yet; starting from step 0")
+        else:
+            start_step = trainer.load_state_dict(load_state(found[1]), found[1] / "model")
+            echo(f"resume: continuing from {found[1]} (step {start_step})")
+        truncate_metrics(run_dir, start_step)
     writer = MetricsWriter(
         run_dir,
         tensorboard=cfg.logging.tensorboard,
         wandb_project=cfg.logging.wandb_project,
     )
     try:
-        heldout = heldout_examples(cfg.data, tokenizer, cfg.eval.prompts_per_domain)
+        per_domain = (
+            load_eval_prompts(cfg.data, tokenizer, cfg.eval.prompts_per_domain)
+            if cfg.eval.prompts_per_domain
+            else {}
+        )
+        heldout = [ex for pool in per_domain.values() for ex in pool]
 
         def evaluate(tag: str) -> dict[str, dict[str, float]]:
             tick = time.perf_counter()
@@ -94,9 +118,16 @@ def run_training(
             timings[f"eval_{tag}"] = time.perf_counter() - tick
             return result
 
-        before = evaluate("before") if heldout else {}
+        before_file = run_dir / "eval_before.json"
+        if resume and before_file.is_file():
+            before = json.loads(before_file.read_text())
+        else:
+            before = evaluate("before") if heldout else {}
+            before_file.write_text(json.dumps(before, indent=2) + "\n", encoding="utf-8")
         tick = time.perf_counter()
-        train_loop(trainer, writer, progress=cfg.logging.progress)
+        train_loop(
+            trainer, writer, progress=cfg.logging.progress, start_step=start_step, run_dir=run_dir
+        )
         timings["rl"] = time.perf_counter() - tick
         after = evaluate("after") if heldout else {}
     finally:

@@ -26,6 +26,7 @@ from mgs.dataclass_config import to_dict
 from mgs.rewards.router import RewardRouter
 from mgs.rl import HFGenerateBackend, group_advantages
 from mgs.surgery import GradientSurgeon
+from mgs.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from mgs.train.config import TrainConfig
 from mgs.train.metrics import MetricsWriter
 from mgs.train.modeling import frozen_copy, load_policy, resolve_device
@@ -161,6 +162,48 @@ class GRPOTrainer:
         self.last_surgery = update.surgery
         return StepOutput(metrics, domain_rewards)
 
+    def state_dict(self, next_step: int) -> dict[str, Any]:
+        """Everything but the weights that a resumed run needs (see :mod:`mgs.train.checkpoint`)."""
+        self.mixture.next_step = next_step  # batches are a pure function of the step
+        return {
+            "next_step": next_step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "surgeon_step": self.surgeon.step if self.surgeon is not None else None,
+            "mixture": self.mixture.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], model_dir: Path) -> int:
+        """Restore weights from ``model_dir`` and the rest from ``state``; returns the next step."""
+        loaded = type(self.policy).from_pretrained(
+            model_dir, dtype=next(self.policy.parameters()).dtype
+        )
+        self.policy.load_state_dict(loaded.state_dict())
+        del loaded
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.surgeon is not None and state["surgeon_step"] is not None:
+            self.surgeon.step = state["surgeon_step"]
+        self.mixture.load_state_dict(state["mixture"])  # checks the data did not change
+        next_step = int(state["next_step"])
+        set_rng_state(state["rng"])
+        self.backend.sync_weights(self.policy)
+        return next_step
+
+    def save_checkpoint(self, run_dir: Path, next_step: int) -> Path:
+        def save_model(path: Path) -> None:
+            self.policy.save_pretrained(path, safe_serialization=True)
+            self.tokenizer.save_pretrained(path)
+
+        return save_checkpoint(
+            run_dir,
+            next_step,
+            self.state_dict(next_step),
+            save_model,
+            self.cfg.logging.keep_checkpoints,
+        )
+
     def close(self) -> None:
         self.router.close()
         self.backend.close()
@@ -193,9 +236,15 @@ def _json_default(value: Any) -> Any:
 
 
 def train_loop(
-    trainer: GRPOTrainer, writer: MetricsWriter, *, progress: bool = True, start_step: int = 0
+    trainer: GRPOTrainer,
+    writer: MetricsWriter,
+    *,
+    progress: bool = True,
+    start_step: int = 0,
+    run_dir: Path | None = None,
 ) -> None:
-    """Run ``cfg.steps`` RL steps with a progress bar showing per-domain rewards."""
+    """Run RL steps ``start_step .. cfg.steps - 1`` with a progress bar of per-domain rewards,
+    checkpointing every ``logging.checkpoint_every`` steps into ``run_dir``."""
     from tqdm.auto import tqdm
 
     cfg = trainer.cfg
@@ -214,3 +263,11 @@ def train_loop(
         if "surgery/conflict_frac" in out.metrics:
             postfix["conflict"] = f"{out.metrics['surgery/conflict_frac']:.2f}"
         bar.set_postfix(postfix)
+        every_ckpt = cfg.logging.checkpoint_every
+        if (
+            run_dir is not None
+            and every_ckpt
+            and (step + 1) % every_ckpt == 0
+            and step + 1 < cfg.steps
+        ):
+            trainer.save_checkpoint(run_dir, step + 1)

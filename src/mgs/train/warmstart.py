@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mgs.data.pipeline import load_demonstrations
 from mgs.data.synthetic import preference_pairs
-from mgs.data.templates import render_prompt
 from mgs.dataclass_config import to_dict
 from mgs.train.config import TrainConfig
 from mgs.train.sft import supervised_finetune
@@ -53,21 +53,8 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
 
 def builtin_demonstrations(cfg: TrainConfig, tokenizer) -> list[tuple[str, str]]:
     """``(rendered prompt, completion)`` demonstrations of every built-in (synthetic) source."""
-    from mgs.data.synthetic import demonstrations as synthetic_demonstrations
-
-    pairs: list[tuple[str, str]] = []
-    for source in cfg.data.sources:
-        if not source.synthetic:
-            continue
-        demos = synthetic_demonstrations(
-            source.synthetic, cfg.warmstart.sft.demonstrations, source.seed + 7777
-        )
-        for question, completion in demos:
-            prompt = render_prompt(
-                ({"role": "user", "content": question},), cfg.data.template, tokenizer
-            )
-            pairs.append((prompt, completion))
-    return pairs
+    per_domain = load_demonstrations(cfg.data, tokenizer, cfg.warmstart.sft.demonstrations)
+    return [(d.prompt, d.completion) for demos in per_domain.values() for d in demos]
 
 
 def warm_start_policy(

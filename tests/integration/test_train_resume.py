@@ -1,0 +1,93 @@
+"""A run killed with SIGKILL mid-step and resumed logs the same metrics as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "steps": 6,
+    "seed": 3,
+    "num_threads": 1,
+    "model": {"name": "tiny", "tiny": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64}},
+    "data": {
+        "sources": [
+            {"domain": "math", "synthetic": "tiny_math", "size": 64},
+            {"domain": "if", "synthetic": "tiny_if", "size": 64},
+        ],
+        "template": {"name": "custom", "text": "User: <query>{prompt}</query>\nAssistant:"},
+        "max_prompt_tokens": 256,
+        "mixture": {"batch_size": 4, "proportions": {"math": 1, "if": 1}},
+    },
+    "rewards": {
+        "routes": {"math": "math", "if": "ifeval"},
+        "extraction": {"on_missing_response": "after_think"},
+        "math": {"num_workers": 1},
+    },
+    "rollout": {"sampling": {"n": 2, "max_new_tokens": 24, "temperature": 1.0}},
+    "grpo": {"micro_batch_size": 4, "loss": {"kl_coef": 0.001, "entropy_coef": 0.001}},
+    "strategy": {"name": "mgs"},
+    "optim": {"lr": 1.0e-2},
+    "warmstart": {"sft": {"steps": 0}},
+    "eval": {"prompts_per_domain": 0},
+    "logging": {"progress": False, "save_model": False, "checkpoint_every": 2, "keep_checkpoints": 2},
+}
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mgs", "train", *args]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "reward/time/"))}
+        for line in lines
+    ]
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_cmd("-c", str(config), "--run-dir", str(straight)), check=True, env=env, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd("-c", str(config), "--run-dir", str(killed)), env=env)
+    deadline = time.time() + 300
+    metrics = killed / "metrics.jsonl"
+    try:
+        # Kill inside step 3: after step 2 was logged (the checkpoint of step 2 exists), before
+        # step 3 is.
+        while time.time() < deadline:
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run ended before it could be killed")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(_metrics(killed)) < CONFIG["steps"]
+    checkpoints = sorted(p.name for p in (killed / "checkpoints").iterdir() if not p.name.startswith("."))
+    assert checkpoints and checkpoints[-1] in ("step_000002", "step_000004")
+
+    subprocess.run(_cmd("--resume", str(killed)), check=True, env=env, timeout=600)
+    resumed, expected = _metrics(killed), _metrics(straight)
+    assert [m["step"] for m in resumed] == list(range(CONFIG["steps"]))
+    for got, want in zip(resumed, expected):
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (got["step"], key)
