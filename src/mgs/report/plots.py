@@ -26,6 +26,8 @@ STRATEGY_COLORS = {
 }
 _PALETTE = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 _DASHES = ["-", "--", ":", "-."]
+_TAB10 = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+_TAB10 += ["tab:gray", "tab:olive", "tab:cyan"]
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ class Style:
 
 def run_styles(labels: Sequence[str], strategies: Sequence[str]) -> dict[str, Style]:
     """One colour per strategy (dash pattern per seed); one colour per run when all share one."""
-    if len(set(strategies)) <= 1:
-        palette = [*STRATEGY_COLORS.values(), *_PALETTE]
+    if len(set(strategies)) <= 1:  # colours need not encode the strategy: one per run
+        first = STRATEGY_COLORS.get(strategies[0], "tab:blue") if strategies else "tab:blue"
+        palette = [first, *(c for c in _TAB10 if c != first)]
         return {lab: Style(palette[i % len(palette)]) for i, lab in enumerate(labels)}
     colors: dict[str, str] = {}
     spare = iter(c for c in _PALETTE * 4)
@@ -125,7 +128,7 @@ def plot_conflict_map(cmap: ConflictMap, path: Path, *, title: str, dpi: int = 1
     """Heatmap of conflict frequency, rows = layers (then ``other``), columns = module types."""
     n_rows, n_cols = cmap.frequency.shape
     fig = Figure(
-        figsize=(max(5.0, 1.6 + 0.72 * n_cols), max(3.2, 2.0 + 0.42 * n_rows)),
+        figsize=(max(5.5, 1.8 + 0.72 * n_cols), max(4.0, 2.2 + 0.42 * n_rows)),
         layout="constrained",
     )
     ax = fig.subplots()
@@ -136,9 +139,9 @@ def plot_conflict_map(cmap: ConflictMap, path: Path, *, title: str, dpi: int = 1
     ax.set_yticks(range(n_rows), cmap.rows)
     ax.set_xlabel("module type")
     ax.set_ylabel("layer (transformer block)")
-    ax.tick_params(length=0)
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+    ax.tick_params(which="both", length=0)
     ax.grid(which="minor", color="white", linewidth=1.0)
     if OTHER in cmap.rows and n_rows > 1:
         ax.axhline(n_rows - 1.5, color="black", linewidth=1.2)
@@ -157,7 +160,7 @@ def plot_conflict_map(cmap: ConflictMap, path: Path, *, title: str, dpi: int = 1
                         color="white" if value > 0.6 else "black",
                     )
     bar = fig.colorbar(image, ax=ax, shrink=0.9)
-    bar.set_label("fraction of saved steps in conflict")
+    bar.set_label("fraction of saved steps\nin conflict")
     ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=dpi)
     return path
