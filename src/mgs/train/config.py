@@ -30,6 +30,7 @@ from mgs.rl.losses import GRPOLossConfig
 from mgs.rl.rollout import SamplingConfig
 from mgs.surgery.aggregators import available_aggregators
 from mgs.surgery.groups import GRANULARITIES
+from mgs.train.distributed import DistributedConfig
 
 # rewards.reward_model.path value that means: the tiny chat reward model, trained and cached.
 TINY_REWARD_MODEL = "builtin:tiny"
@@ -285,6 +286,9 @@ class TrainConfig:
     warmstart: WarmStartConfig = option(default_factory=WarmStartConfig, help="Warm-start.")
     eval: EvalConfig = option(default_factory=EvalConfig, help="Held-out evaluation.")
     logging: LoggingConfig = option(default_factory=LoggingConfig, help="Logging.")
+    distributed: DistributedConfig = option(
+        default_factory=DistributedConfig, help="DDP / FSDP2 under torchrun."
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 0:

@@ -25,14 +25,18 @@ class MetricsWriter:
         run_dir: Path,
         *,
         tensorboard: bool = False,
+        enabled: bool = True,
         wandb_project: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
-        self._file = self.path.open("a", encoding="utf-8")
+        self.enabled = enabled  # False on ranks other than 0: every call is a no-op
+        self._file = self.path.open("a", encoding="utf-8") if enabled else None
         self._tb = None
         self._wandb = None
+        if not enabled:
+            return
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -51,6 +55,8 @@ class MetricsWriter:
             self._wandb = wandb.init(project=wandb_project, dir=str(run_dir), config=config or {})
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        if self._file is None:
+            return
         record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(record, sort_keys=False) + "\n")
         self._file.flush()
@@ -61,7 +67,11 @@ class MetricsWriter:
         if self._wandb is not None:
             self._wandb.log(metrics, step=step)
 
-    def save_arrays(self, step: int, arrays: dict[str, np.ndarray], kind: str = "surgery") -> Path:
+    def save_arrays(
+        self, step: int, arrays: dict[str, np.ndarray], kind: str = "surgery"
+    ) -> Path | None:
+        if self._file is None:
+            return None
         folder = self.run_dir / kind
         folder.mkdir(exist_ok=True)
         path = folder / f"step_{step:06d}.npz"
@@ -69,6 +79,8 @@ class MetricsWriter:
         return path
 
     def close(self) -> None:
+        if self._file is None:
+            return
         self._file.close()
         if self._tb is not None:
             self._tb.close()

@@ -15,6 +15,7 @@ import torch
 from mgs.data.pipeline import load_eval_prompts
 from mgs.train.checkpoint import latest_checkpoint, load_state
 from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
+from mgs.train.distributed import barrier, gather_objects, init_distributed
 from mgs.train.evaluate import evaluate_domains, format_table
 from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy, resolve_device
@@ -48,7 +49,15 @@ def run_training(
     run_dir = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
     seed_everything(cfg.seed)
     device = resolve_device(cfg.model.device)
+    ctx = init_distributed(cfg.distributed, device)
+    if not ctx.is_main:
+        echo = _silent
+        run_dir = Path(gather_objects(str(run_dir))[0])  # rank 0's (its timestamp)
+    else:
+        gather_objects(str(run_dir))
     timings: dict[str, float] = {}
+    if ctx.enabled and not ctx.is_main:
+        barrier()  # let rank 0 fill the warm-start caches first
 
     tick = time.perf_counter()
     if (
@@ -64,7 +73,7 @@ def run_training(
             ),
         )
     timings["reward_model"] = time.perf_counter() - tick
-    if not resume:
+    if not resume and ctx.is_main:
         prepare_run_dir(cfg, run_dir)
     echo(f"run directory: {run_dir}")
 
@@ -72,6 +81,8 @@ def run_training(
     policy, tokenizer = load_policy(cfg.model, device)
     warm_start_policy(cfg, policy, tokenizer, device, echo)
     timings["warm_start"] = time.perf_counter() - tick
+    if ctx.enabled and ctx.is_main:
+        barrier()
 
     trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer)
     for line in trainer.data_report.lines():
@@ -90,9 +101,11 @@ def run_training(
         else:
             start_step = trainer.load_state_dict(load_state(found[1]), found[1] / "model")
             echo(f"resume: continuing from {found[1]} (step {start_step})")
-        truncate_metrics(run_dir, start_step)
+        if ctx.is_main:
+            truncate_metrics(run_dir, start_step)
     writer = MetricsWriter(
         run_dir,
+        enabled=ctx.is_main,
         tensorboard=cfg.logging.tensorboard,
         wandb_project=cfg.logging.wandb_project,
     )
@@ -123,7 +136,8 @@ def run_training(
             before = json.loads(before_file.read_text())
         else:
             before = evaluate("before") if heldout else {}
-            before_file.write_text(json.dumps(before, indent=2) + "\n", encoding="utf-8")
+            if ctx.is_main:
+                before_file.write_text(json.dumps(before, indent=2) + "\n", encoding="utf-8")
         tick = time.perf_counter()
         train_loop(
             trainer, writer, progress=cfg.logging.progress, start_step=start_step, run_dir=run_dir
@@ -134,9 +148,7 @@ def run_training(
         writer.close()
         trainer.close()
     if cfg.logging.save_model:
-        model_dir = run_dir / "model"
-        policy.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
+        trainer.save_policy(run_dir / "model")
     timings["total"] = time.perf_counter() - started
     summary = {
         "strategy": cfg.strategy.name,
@@ -145,6 +157,8 @@ def run_training(
         "heldout_after": after,
         "seconds": timings,
     }
+    if not ctx.is_main:
+        return summary
     write_summary(run_dir, summary)
     if before or after:
         table = format_table(before, after)
@@ -157,3 +171,7 @@ def run_training(
         echo(table)
     echo(f"\ndone in {timings['total']:.0f} s; metrics: {run_dir / 'metrics.jsonl'}")
     return summary
+
+
+def _silent(message: str) -> None:
+    """The echo of ranks other than 0."""

@@ -26,6 +26,7 @@ from mgs.rl import (
 )
 from mgs.surgery import GradientSurgeon, SurgeryStats
 from mgs.train.config import GRPOConfig
+from mgs.train.distributed import DistContext, all_reduce
 
 
 @dataclass
@@ -75,6 +76,7 @@ class PolicyUpdater:
         grad_clip: float | None,
         device: torch.device,
         seed: int,
+        ctx: DistContext | None = None,
     ) -> None:
         self.policy = policy
         self.optimizer = optimizer
@@ -88,6 +90,7 @@ class PolicyUpdater:
         self.grad_clip = grad_clip
         self.device = device
         self.seed = seed
+        self.ctx = ctx or DistContext()
 
     def _tensors(self, batch: RolloutBatch, rows: list[int]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in batch.to_tensors(self.pad, rows=rows).items()}
@@ -109,12 +112,36 @@ class PolicyUpdater:
             out.extend(_response_values(logp, t))
         return out
 
+    def _mini_batches(
+        self, sample_domains: list[str], n_rows: int, gen: torch.Generator
+    ) -> list[list[int]]:
+        """Split the rows into mini-batches, each domain dealt evenly (same counts on every rank)."""
+        k = self.cfg.mini_batches
+        if k == 1:
+            return [list(range(n_rows))]
+        minis: list[list[int]] = [[] for _ in range(k)]
+        for domain in self.domains:
+            rows = [r for r in range(n_rows) if sample_domains[r] == domain]
+            order = torch.randperm(len(rows), generator=gen).tolist()
+            for j, i in enumerate(order):
+                minis[j % k].append(rows[i])
+        return [sorted(m) for m in minis]
+
     def update(
-        self, batch: RolloutBatch, sample_domains: list[str], advantages: torch.Tensor, step: int
+        self,
+        batch: RolloutBatch,
+        sample_domains: list[str],
+        advantages: torch.Tensor,
+        step: int,
+        *,
+        valid: list[bool] | None = None,
     ) -> UpdateResult:
+        """``valid[r]`` False: a padding row (zero loss weight) that only keeps ranks in step."""
         result = UpdateResult()
         seconds = result.seconds
         n_rows = len(batch)
+        valid = valid if valid is not None else [True] * n_rows
+        self._valid = valid
         all_rows = list(range(n_rows))
         loss_cfg = self.cfg.loss
         on_policy = self.cfg.mini_batches == 1 and self.cfg.epochs == 1
@@ -122,44 +149,33 @@ class PolicyUpdater:
         # Old log-probs: with one update per batch they equal the current ones (ratio 1), which
         # saves a forward pass; otherwise computed once, before any update.
         old = None if on_policy else self._logprobs_of(self.policy, batch, all_rows)
-        ref = (
-            self._logprobs_of(self.reference, batch, all_rows)
-            if self.reference is not None and loss_cfg.kl_coef > 0
-            else None
-        )
+        ref = None
+        if self.reference is not None and loss_cfg.kl_coef > 0:
+            ref = self._logprobs_of(self.reference, batch, all_rows)
         seconds["logprobs"] = time.perf_counter() - tick
         seconds.update(backward=0.0, surgery=0.0, optimizer=0.0)
         gen = torch.Generator().manual_seed(self.seed * 7919 + step)
         collected: list[dict[str, torch.Tensor]] = []
         grad_norms: list[torch.Tensor] = []
         for _epoch in range(self.cfg.epochs):
-            order = (
-                all_rows
-                if self.cfg.mini_batches == 1
-                else torch.randperm(n_rows, generator=gen).tolist()
-            )
-            for mini in (order[i :: self.cfg.mini_batches] for i in range(self.cfg.mini_batches)):
-                if not mini:
-                    continue
-                lengths = torch.tensor([len(batch.completions[r].completion_ids) for r in mini])
-                normalizer = loss_normalizer(
-                    (torch.arange(int(lengths.max()))[None] < lengths[:, None]).long(),
-                    loss_cfg.loss_agg,
-                ).to(self.device)
+            for mini in self._mini_batches(sample_domains, n_rows, gen):
+                normalizer = self._normalizer(batch, mini)
                 tick = time.perf_counter()
                 self._zero_grad()
-                mini_stats = []
                 for domain in self.domains:  # fixed order: the same on every rank
                     rows = [r for r in mini if sample_domains[r] == domain]
                     if not rows:
                         continue
                     ctx = self.surgeon.domain(domain) if self.surgeon is not None else nullcontext()
+                    micros = micro_batches(rows, self.cfg.micro_batch_size)
                     with ctx:
-                        for micro in micro_batches(rows, self.cfg.micro_batch_size):
-                            mini_stats.append(
-                                self._backward(batch, micro, advantages, old, ref, normalizer)
-                            )
-                collected.extend(mini_stats)
+                        for j, micro in enumerate(micros):
+                            # Gradients are reduced across ranks once per domain: at its last
+                            # micro-batch (every rank has the same count).
+                            with self._sync(j == len(micros) - 1):
+                                collected.append(
+                                    self._backward(batch, micro, advantages, old, ref, normalizer)
+                                )
                 seconds["backward"] += time.perf_counter() - tick
                 tick = time.perf_counter()
                 finite, grad_norm = self._combine(result)
@@ -173,12 +189,51 @@ class PolicyUpdater:
                 self.optimizer.zero_grad(set_to_none=True)
                 seconds["optimizer"] += time.perf_counter() - tick
         self.scheduler.step()
-        totals = sum_micro_batch_stats(collected)
-        updates = self.cfg.epochs * self.cfg.mini_batches
-        for key, value in totals.items():
-            result.stats[key] = float(value) if key == "ratio_max" else float(value) / updates
-        result.stats["grad_norm"] = float(torch.stack(grad_norms).float().mean())
+        result.stats = self._reduce_stats(collected, grad_norms)
         return result
+
+    def _normalizer(self, batch: RolloutBatch, rows: list[int]) -> torch.Tensor:
+        """The loss normaliser of a mini-batch over all ranks (padding rows excluded)."""
+        lengths = torch.tensor(
+            [len(batch.completions[r].completion_ids) if self._valid[r] else 0 for r in rows]
+        )
+        mask = (torch.arange(max(1, int(lengths.max())))[None] < lengths[:, None]).long()
+        normalizer = loss_normalizer(mask, self.cfg.loss.loss_agg).double()
+        all_reduce(normalizer)
+        return normalizer.clamp(min=1).float().to(self.device)
+
+    def _sync(self, last: bool):
+        """DDP's no_sync / FSDP2's gradient sync switch for a non-final micro-batch."""
+        model = self.policy
+        if self.ctx.world_size == 1 or last:
+            if hasattr(model, "set_requires_gradient_sync"):
+                model.set_requires_gradient_sync(True)
+            return nullcontext()
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        if hasattr(model, "set_requires_gradient_sync"):
+            model.set_requires_gradient_sync(False)
+        return nullcontext()
+
+    def _reduce_stats(self, collected, grad_norms) -> dict[str, float]:
+        totals = sum_micro_batch_stats(collected)
+        keys = sorted(totals)
+        summed = (
+            torch.stack([totals[k].double().cpu() for k in keys if k != "ratio_max"])
+            if keys
+            else None
+        )
+        if summed is not None:
+            all_reduce(summed)  # each rank's share was divided by the global normaliser
+        out: dict[str, float] = {}
+        updates = self.cfg.epochs * self.cfg.mini_batches
+        plain = [k for k in keys if k != "ratio_max"]
+        for key, value in zip(plain, summed.tolist() if summed is not None else []):
+            out[key] = value / updates
+        if "ratio_max" in totals:
+            out["ratio_max"] = float(all_reduce(totals["ratio_max"].double().cpu().clone(), "max"))
+        out["grad_norm"] = float(torch.stack([g.double().cpu() for g in grad_norms]).mean())
+        return out
 
     def _zero_grad(self) -> None:
         if self.surgeon is not None:
@@ -199,6 +254,9 @@ class PolicyUpdater:
         )  # [B, T]
         old_logp = logp.detach() if old is None else _place([old[r] for r in micro], t)
         ref_logp = None if ref is None else _place([ref[r] for r in micro], t)
+        invalid = [i for i, r in enumerate(micro) if not self._valid[r]]
+        if invalid:  # padding rows keep the ranks in step; they weigh nothing
+            t["response_mask"][invalid] = 0
         adv = advantages[micro].to(self.device)  # [B]
         loss, stats = grpo_loss(
             logp,
@@ -210,7 +268,8 @@ class PolicyUpdater:
             cfg=self.cfg.loss,
             normalizer=normalizer,
         )
-        loss.backward()
+        # DDP / FSDP2 average gradients over ranks; the normaliser already spans every rank.
+        (loss * self.ctx.world_size).backward()
         return stats
 
     def _combine(self, result: UpdateResult) -> tuple[bool, torch.Tensor]:

@@ -1,0 +1,122 @@
+"""Data parallelism for ``mgs train`` under ``torchrun``: DDP or FSDP2 on torch.distributed.
+
+``torchrun --nproc_per_node N -m mgs train ...`` starts N ranks; each takes its share of every
+batch's prompts (the same domains on every rank, each domain spread evenly), and the updater runs
+a *domain-synchronous* schedule: every rank back-propagates the same domain at the same micro-step,
+with the same number of micro-batches per domain (a rank with fewer prompts of a domain pads with
+copies whose loss weight is zero), so DDP's all-reduce / FSDP2's reduce-scatter never mixes one
+rank's math gradient with another's chat gradient (DESIGN.md section 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mgs.dataclass_config import option
+from mgs.errors import ConfigError
+
+
+@dataclass
+class DistributedConfig:
+    """How ranks share the work when launched with torchrun."""
+
+    strategy: Literal["auto", "ddp", "fsdp2"] = option(
+        "auto",
+        help="auto: DDP when launched with more than one rank; ddp; fsdp2 (fully_shard each "
+        "decoder layer and the root: parameters, gradients and optimizer state sharded).",
+    )
+    backend: Literal["auto", "nccl", "gloo"] = option(
+        "auto", help="Process-group backend; auto: nccl on CUDA, gloo on CPU."
+    )
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    strategy: str = "none"
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(cfg: DistributedConfig, device: torch.device) -> DistContext:
+    """Join the process group torchrun set up (a no-op for a single process)."""
+    world = launched_world_size()
+    if world <= 1:
+        if cfg.strategy == "fsdp2":
+            raise ConfigError(
+                "distributed.strategy: fsdp2 needs several ranks; launch with "
+                "`torchrun --nproc_per_node N -m mgs train ...`"
+            )
+        return DistContext()
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    strategy = "ddp" if cfg.strategy == "auto" else cfg.strategy
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, strategy)
+
+
+def wrap_policy(policy: nn.Module, ctx: DistContext) -> nn.Module:
+    """The module the training forward/backward runs through (the policy itself for FSDP2)."""
+    if not ctx.enabled:
+        return policy
+    if ctx.strategy == "ddp":
+        device_ids = [ctx.local_rank] if next(policy.parameters()).is_cuda else None
+        return nn.parallel.DistributedDataParallel(policy, device_ids=device_ids)
+    from torch.distributed.fsdp import fully_shard
+
+    layers = _decoder_layers(policy)
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(policy)
+    return policy
+
+
+def _decoder_layers(policy: nn.Module) -> list[nn.Module]:
+    for module in policy.modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            return list(module)
+    raise ConfigError(
+        "distributed.strategy: fsdp2 found no ModuleList of decoder layers in the model to shard"
+    )
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce when distributed (no-op otherwise); returns the tensor."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+        dist.all_reduce(tensor, op=ops[op])
+    return tensor
+
+
+def gather_objects(obj: object) -> list[object]:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        out: list[object] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
