@@ -77,7 +77,11 @@ class EvalConfig:
         default_factory=lambda: ["</response>"],
         help="Strings that end a completion (kept in it); [] stops at EOS only.",
     )
-    seed: int = option(0, help="Base seed of the sampling (the same config gives the same output).")
+    seed: int = option(
+        0,
+        help="Sampling seed: a sampled completion depends only on (seed, prompt id, sample "
+        "index), not on batching or --limit.",
+    )
     limit: int | None = option(None, help="Evaluate only the first N prompts of each benchmark.")
     max_prompt_tokens: int | None = option(
         None,
