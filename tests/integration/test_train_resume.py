@@ -19,7 +19,10 @@ CONFIG = {
     "steps": 6,
     "seed": 3,
     "num_threads": 1,
-    "model": {"name": "tiny", "tiny": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64}},
+    "model": {
+        "name": "tiny",
+        "tiny": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64},
+    },
     "data": {
         "sources": [
             {"domain": "math", "synthetic": "tiny_math", "size": 64},
@@ -40,7 +43,12 @@ CONFIG = {
     "optim": {"lr": 1.0e-2},
     "warmstart": {"sft": {"steps": 0}},
     "eval": {"prompts_per_domain": 0},
-    "logging": {"progress": False, "save_model": False, "checkpoint_every": 2, "keep_checkpoints": 2},
+    "logging": {
+        "progress": False,
+        "save_model": False,
+        "checkpoint_every": 2,
+        "keep_checkpoints": 2,
+    },
 }
 
 
@@ -61,7 +69,9 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(CONFIG))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight = tmp_path / "straight"
-    subprocess.run(_cmd("-c", str(config), "--run-dir", str(straight)), check=True, env=env, timeout=600)
+    subprocess.run(
+        _cmd("-c", str(config), "--run-dir", str(straight)), check=True, env=env, timeout=600
+    )
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cmd("-c", str(config), "--run-dir", str(killed)), env=env)
@@ -81,7 +91,9 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert len(_metrics(killed)) < CONFIG["steps"]
-    checkpoints = sorted(p.name for p in (killed / "checkpoints").iterdir() if not p.name.startswith("."))
+    checkpoints = sorted(
+        p.name for p in (killed / "checkpoints").iterdir() if not p.name.startswith(".")
+    )
     assert checkpoints and checkpoints[-1] in ("step_000002", "step_000004")
 
     subprocess.run(_cmd("--resume", str(killed)), check=True, env=env, timeout=600)
