@@ -12,6 +12,15 @@ so autograd (and DDP / FSDP2) accumulate straight into it: no per-step clones. `
 
 with global grad-norm clipping folded into the coefficients: ``|G|^2 = sum_m c_m^T Gram_m c_m`` is
 known from the Gram matrices, so clipping costs no extra pass over the gradients.
+
+Both passes are a handful of large batched ops whatever the number of groups: every parameter's
+slice starts at a multiple of ``_CHUNK`` elements (zero padding in between), so the buffers are
+the batch ``[B, K, _CHUNK]`` of blocks that never straddle two parameters. Step 1 is one ``bmm``
+(per-block Gram matrices) plus segment sums per parameter and per group (in float64); step 3 is one
+``bmm`` of per-block coefficients into one flat output whose slices are the ``param.grad``s. A
+per-group / per-parameter Python loop of small kernels is much slower, worst of all on a busy CPU
+where each multi-threaded kernel can wait for a descheduled thread. (Buffers of another dtype than
+the parameters', e.g. bfloat16, take the per-group path with float32 Gram matrices.)
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from mgs.surgery.groups import Granularity, Group, partition
 from mgs.surgery.stats import SurgeryStats
 
 log = logging.getLogger(__name__)
+
+# Elements per block of the batched passes: the padding costs at most this per parameter tensor.
+_CHUNK = 1024
 
 
 @dataclass
@@ -91,24 +103,41 @@ class GradientSurgeon:
         self.check_ranks = check_ranks
         groups, params = partition(model, granularity)
         self.groups: list[Group] = groups
-        self._slots, self._bounds = self._layout(groups, params)
+        dtypes = {p.dtype for p in params.values()}
+        self.buffer_dtype = buffer_dtype or (dtypes.pop() if len(dtypes) == 1 else torch.float32)
+        # Batched passes (see _CHUNK) when every gradient has the buffers' dtype, float32/64.
+        self._batched = self.buffer_dtype in (torch.float32, torch.float64) and all(
+            p.dtype == self.buffer_dtype for p in params.values()
+        )
+        self._chunk = _CHUNK if self._batched else 1
+        self._slots, self._bounds = self._layout(groups, params, self._chunk)
         first = self._slots[0].param
         devices = {mgs_dist.local_part(s.param).device for s in self._slots}
         if len(devices) > 1:
             raise ValueError(
                 f"all trainable parameters must be on one device, found {sorted(map(str, devices))}"
             )
-        dtypes = {s.param.dtype for s in self._slots}
-        self.buffer_dtype = buffer_dtype or (first.dtype if len(dtypes) == 1 else torch.float32)
         self.device = devices.pop()
-        self.numel = self._bounds[-1][1] if self._bounds else 0
-        # [K, N]: one flat gradient buffer per domain (the only per-domain memory).
-        self.buffers = torch.zeros(
-            len(domains), self.numel, dtype=self.buffer_dtype, device=self.device
-        )
+        self.numel = sum(s.end - s.start for s in self._slots)
+        width = self._bounds[-1][1] if self._bounds else 0  # numel plus the chunk padding
+        # [K, width]: one flat gradient buffer per domain (the only per-domain memory).
+        self.buffers = torch.zeros(len(domains), width, dtype=self.buffer_dtype, device=self.device)
         self._alias = [s.param.dtype == self.buffer_dtype for s in self._slots]
         self._views = [[self._grad_view(k, s) for s in self._slots] for k in range(len(domains))]
         self._out: list[torch.Tensor | None] = [None] * len(self._slots)
+        self._out_flat: torch.Tensor | None = None  # batched path: all combined grads, [width]
+        self._scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if self._batched:
+            chunks = [-(-(s.end - s.start) // self._chunk) for s in self._slots]
+            self._num_chunks = width // self._chunk
+            self._slot_chunks = torch.tensor(chunks, device=self.device)  # [S] chunks per slot
+            self._group_sizes = torch.tensor(  # [M] slots per group
+                [len(g.param_names) for g in groups], device=self.device
+            )
+            self._chunk_group = torch.repeat_interleave(  # [B] group of every chunk
+                torch.tensor([s.group for s in self._slots]), torch.tensor(chunks)
+            ).to(self.device)
+            self._slot_sharded = torch.tensor([s.sharded for s in self._slots], device=self.device)
         self._shard_groups = (
             mgs_dist.shard_groups(first) if any(s.sharded for s in self._slots) else []
         )
@@ -122,7 +151,8 @@ class GradientSurgeon:
     # ------------------------------------------------------------------ layout
 
     @staticmethod
-    def _layout(groups: list[Group], params: dict[str, nn.Parameter]):
+    def _layout(groups: list[Group], params: dict[str, nn.Parameter], chunk: int = 1):
+        """Slices of the flat buffers; each parameter's starts at a multiple of ``chunk``."""
         slots: list[_Slot] = []
         bounds: list[tuple[int, int]] = []
         offset = 0
@@ -142,7 +172,7 @@ class GradientSurgeon:
                         mgs_dist.is_sharded(p),
                     )
                 )
-                offset += local.numel()
+                offset += -(-local.numel() // chunk) * chunk
             bounds.append((start, offset))
         sharded = {s.sharded for s in slots}
         if len(sharded) > 1 and any(s.sharded for s in slots):
@@ -298,7 +328,46 @@ class GradientSurgeon:
         return sig.to(backend_device)
 
     def _gram(self) -> torch.Tensor:
-        """``[M, K, K]`` Gram stack in one read pass (summed over shards under FSDP2)."""
+        """``[M, K, K]`` float64 Gram stack in one read pass (summed over shards under FSDP2)."""
+        if not self._batched:
+            return self._gram_per_group()
+        num_domains, num_groups = len(self.domains), len(self._bounds)
+        blocks, block_gram, block_gram64, _ = self._batch_views()
+        torch.bmm(blocks, blocks.transpose(1, 2), out=block_gram)  # [B, K, K]
+        block_gram64.copy_(block_gram.view(block_gram64.shape))  # [B, K*K]
+        per_slot = torch.segment_reduce(  # [S, K*K]
+            block_gram64, "sum", lengths=self._slot_chunks, unsafe=True
+        )
+        if not self._shard_groups:
+            gram = self._sum_per_group(per_slot)
+        else:  # local pieces of sharded parameters are partial sums: reduce them over the shards
+            sharded = self._sum_per_group(torch.where(self._slot_sharded[:, None], per_slot, 0.0))
+            for group in self._shard_groups:
+                dist.all_reduce(sharded, group=group)
+            replicated = torch.where(self._slot_sharded[:, None], 0.0, per_slot)
+            gram = sharded + self._sum_per_group(replicated)
+        return gram.view(num_groups, num_domains, num_domains)
+
+    def _sum_per_group(self, per_slot: torch.Tensor) -> torch.Tensor:
+        return torch.segment_reduce(per_slot, "sum", lengths=self._group_sizes, unsafe=True)
+
+    def _batch_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Blocks ``[B, K, C]`` of the buffers and reused scratch for the batched passes."""
+        num_domains, chunk, num_chunks = len(self.domains), self._chunk, self._num_chunks
+        if self._scratch is None:
+            kwargs = {"device": self.device}
+            self._scratch = (
+                torch.empty(
+                    num_chunks, num_domains, num_domains, dtype=self.buffer_dtype, **kwargs
+                ),
+                torch.empty(num_chunks, num_domains**2, dtype=torch.float64, **kwargs),
+                torch.empty(num_chunks, num_domains, dtype=self.buffer_dtype, **kwargs),
+            )
+        blocks = self.buffers.view(num_domains, num_chunks, chunk).transpose(0, 1)
+        return (blocks, *self._scratch)
+
+    def _gram_per_group(self) -> torch.Tensor:
+        """The Gram stack group by group (buffers in a dtype the batched path does not take)."""
         num_domains, num_groups = len(self.domains), len(self._bounds)
         shape = (num_groups, num_domains, num_domains)
         sharded = torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -335,6 +404,24 @@ class GradientSurgeon:
 
     def _write(self, coef: torch.Tensor) -> None:
         """One pass: ``param.grad = coef[m] @ buffers[:, slice]`` for every parameter."""
+        if not self._batched:
+            self._write_per_slot(coef)
+            return
+        if self._out_flat is None:  # the combined gradients: one flat tensor, sliced per parameter
+            self._out_flat = torch.empty(
+                self.buffers.shape[1], dtype=self.buffer_dtype, device=self.device
+            )
+            for i, slot in enumerate(self._slots):
+                local = self._out_flat[slot.start : slot.end].view(slot.shape)
+                self._out[i] = mgs_dist.wrap_like(slot.param, local)
+        blocks, _, _, block_coef = self._batch_views()
+        torch.index_select(coef, 0, self._chunk_group, out=block_coef)  # [B, K]
+        out = self._out_flat.view(self._num_chunks, 1, self._chunk)
+        torch.bmm(block_coef.unsqueeze(1), blocks, out=out)  # [B, 1, K] @ [B, K, C]
+        for slot, grad in zip(self._slots, self._out):
+            slot.param.grad = grad
+
+    def _write_per_slot(self, coef: torch.Tensor) -> None:
         for i, slot in enumerate(self._slots):
             out = self._out[i]
             if out is None:
