@@ -1,0 +1,162 @@
+"""VLLMBackend's engine lifecycle on a fake vLLM: weight sync, prefix cache, sleep mode, close."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_rl_vllm_fakes import FakeLLM, install
+
+from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
+from mgs.rl.rollout import SamplingConfig
+from mgs.rl.vllm_backend import VLLMBackend, VLLMConfig
+
+SMALL = TinyModelConfig(
+    hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64
+)
+CFG = SamplingConfig(n=2, temperature=1.0, max_new_tokens=4, stop=[])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+def _policy(tokenizer, seed: int = 0):
+    policy = build_tiny_policy(tokenizer, TinyModelConfig(**{**vars(SMALL), "seed": seed}))
+    policy.name_or_path = "/models/tiny-policy"
+    return policy
+
+
+@pytest.fixture
+def fake(monkeypatch, tokenizer):
+    return install(monkeypatch, tokenizer)
+
+
+def _backend(model, tokenizer, **options) -> VLLMBackend:
+    return VLLMBackend(model, tokenizer, max_prompt_tokens=16, config=VLLMConfig(**options))
+
+
+def _calls(llm: FakeLLM) -> list:
+    """The calls so far, generate() shortened to its name; then forget them."""
+    calls = [c if c[0] != "generate" else ("generate",) for c in llm.calls]
+    llm.calls.clear()
+    return calls
+
+
+def _assert_holds(llm: FakeLLM, model: torch.nn.Module) -> None:
+    received = llm.model.received()
+    expected = dict(model.named_parameters())
+    assert list(received) == list(expected)  # every parameter once, in order, under its HF name
+    for name, tensor in received.items():
+        assert tensor.equal(expected[name].detach()), name
+
+
+def test_sync_pushes_every_weight_and_resets_the_prefix_cache_once(fake, tokenizer) -> None:
+    policy, trained = _policy(tokenizer), _policy(tokenizer, seed=1)
+    backend = _backend(policy, tokenizer)
+    llm = backend.llm
+    backend.generate(["Hi"], CFG, seed=0)
+    assert _calls(llm) == [("generate",)] and llm.model.loads == []  # "auto": the checkpoint's
+    backend.sync_weights(trained)
+    _assert_holds(llm, trained)
+    assert _calls(llm) == []  # nothing else until the next generation
+    backend.generate(["Hi"], CFG, seed=0)
+    backend.generate(["Hi"], CFG, seed=0)
+    assert _calls(llm) == [("reset_prefix_cache",), ("generate",), ("generate",)]
+
+
+def test_sync_loads_in_chunks_of_the_configured_size(fake, tokenizer) -> None:
+    policy = _policy(tokenizer)
+    embed = policy.model.embed_tokens.weight  # the largest tensor
+    mib = embed.numel() * embed.element_size() / 2**20
+    backend = _backend(policy, tokenizer, sync_chunk_mb=1)
+    assert mib < 1 and sum(p.numel() * 4 for p in policy.parameters()) < 2**20
+    backend.sync_weights(policy)
+    assert len(backend.llm.model.loads) == 1  # the whole tiny model fits one MiB chunk
+    _assert_holds(backend.llm, policy)
+
+
+def test_sleep_mode_frees_the_engine_between_generations(monkeypatch, tokenizer) -> None:
+    install(monkeypatch, tokenizer)
+    policy, trained = _policy(tokenizer), _policy(tokenizer, seed=1)
+    backend = _backend(policy, tokenizer, enable_sleep_mode=True)
+    llm = backend.llm
+    assert llm.kwargs["enable_sleep_mode"] is True
+    assert _calls(llm) == [("sleep", 1)]  # asleep until needed
+    backend.generate(["Hi"], CFG, seed=0)
+    assert _calls(llm) == [
+        ("wake_up", ["weights"]),
+        ("wake_up", ["kv_cache"]),
+        ("generate",),
+        ("sleep", 1),
+    ]
+    backend.sync_weights(trained)  # weights wake up to be overwritten; the KV cache stays freed
+    assert _calls(llm) == [("wake_up", ["weights"])]
+    _assert_holds(llm, trained)
+    backend.generate(["Hi"], CFG, seed=0)
+    assert _calls(llm) == [
+        ("wake_up", ["kv_cache"]),
+        ("reset_prefix_cache",),
+        ("generate",),
+        ("sleep", 1),
+    ]
+    assert len(llm.model.loads) == 1  # level 1 kept the weights: no re-push
+
+
+def test_weights_the_engine_lost_are_pushed_from_the_policy(monkeypatch, tokenizer) -> None:
+    install(monkeypatch, tokenizer)
+    policy = _policy(tokenizer)
+    backend = _backend(policy, tokenizer, enable_sleep_mode=True, sleep_level=2)
+    llm = backend.llm
+    for _ in range(2):  # level 2 discards the weights at every sleep
+        llm.model.loads.clear()
+        backend.generate(["Hi"], CFG, seed=0)
+        _assert_holds(llm, policy)
+    assert _calls(llm)[-5:] == [
+        ("wake_up", ["weights"]),
+        ("wake_up", ["kv_cache"]),
+        ("reset_prefix_cache",),
+        ("generate",),
+        ("sleep", 2),
+    ]
+    dummy = _backend(policy, tokenizer, load_format="dummy")  # random weights at start
+    assert dummy.llm.kwargs["load_format"] == "dummy"
+    dummy.generate(["Hi"], CFG, seed=0)
+    dummy.generate(["Hi"], CFG, seed=0)
+    assert len(dummy.llm.model.loads) == 1
+    _assert_holds(dummy.llm, policy)
+
+
+class UntaggedLLM(FakeLLM):
+    """A vLLM whose wake_up() takes no tags: everything wakes at once."""
+
+    def wake_up(self) -> None:
+        self.calls.append(("wake_up", None))
+
+
+def test_wake_up_without_tags(monkeypatch, tokenizer) -> None:
+    install(monkeypatch, tokenizer, llm=UntaggedLLM)
+    backend = _backend(_policy(tokenizer), tokenizer, enable_sleep_mode=True)
+    backend.sync_weights(_policy(tokenizer, seed=1))
+    backend.generate(["Hi"], CFG, seed=0)
+    assert _calls(backend.llm) == [
+        ("sleep", 1),
+        ("wake_up", None),  # sync woke everything: generate wakes nothing more
+        ("reset_prefix_cache",),
+        ("generate",),
+        ("sleep", 1),
+    ]
+
+
+def test_close_shuts_the_engine_down(fake, tokenizer) -> None:
+    backend = _backend(_policy(tokenizer), tokenizer)
+    stopped = []
+    backend.llm.llm_engine.engine_core = type(
+        "Core", (), {"shutdown": lambda self: stopped.append(1)}
+    )()
+    backend.close()
+    assert stopped == [1] and backend.llm is None
+    with pytest.raises(RuntimeError, match="closed"):
+        backend.generate(["Hi"], CFG, seed=0)
+    with pytest.raises(RuntimeError, match="closed"):
+        backend.sync_weights(_policy(tokenizer))
