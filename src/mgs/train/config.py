@@ -28,6 +28,7 @@ from mgs.models.tiny import TinyModelConfig
 from mgs.rewards.config import RewardModelConfig, RewardsConfig
 from mgs.rl.losses import GRPOLossConfig
 from mgs.rl.rollout import SamplingConfig
+from mgs.rl.vllm_engine import VLLMConfig
 from mgs.surgery.aggregators import available_aggregators
 from mgs.surgery.groups import GRANULARITIES
 from mgs.train.distributed import DistributedConfig
@@ -69,10 +70,13 @@ class RolloutConfig:
     sampling: SamplingConfig = option(
         default_factory=SamplingConfig, help="Group size n, temperature, top-p, stop strings..."
     )
-    backend: Literal["hf"] = option(
-        "hf", help="Generation engine: hf (model.generate, in-process). vLLM: see docs."
+    backend: Literal["hf", "vllm"] = option(
+        "hf",
+        help="hf: model.generate in-process; vllm: a colocated vLLM engine per rank "
+        "(pip install 'mgs[vllm]'; docs/vllm.md).",
     )
-    micro_batch_size: int = option(64, help="Sequences per generate() call.")
+    micro_batch_size: int = option(64, help="Sequences per generate() call (hf backend).")
+    vllm: VLLMConfig = option(default_factory=VLLMConfig, help="The vLLM engine (backend: vllm).")
 
     def __post_init__(self) -> None:
         if self.micro_batch_size < 1:
@@ -306,6 +310,11 @@ class TrainConfig:
             raise ConfigError(
                 f"data.mixture.phases is a sequential schedule but strategy.name is "
                 f"{self.strategy.name!r}; use strategy.name: sequential or data.mixture.proportions"
+            )
+        if self.rollout.backend == "vllm" and self.model.name == "tiny":
+            raise ConfigError(
+                "rollout.backend: vllm needs a Hugging Face model directory in model.name; the tiny "
+                "model is built in-process: use rollout.backend: hf"
             )
         routed = set(self.rewards.routes)
         for source in self.data.sources:

@@ -27,7 +27,8 @@ from mgs.data.pipeline import build_mixture
 from mgs.dataclass_config import to_dict
 from mgs.errors import ConfigError
 from mgs.rewards.router import RewardRouter
-from mgs.rl import HFGenerateBackend, group_advantages
+from mgs.rl import group_advantages
+from mgs.rl.backends import build_backend
 from mgs.surgery import GradientSurgeon
 from mgs.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from mgs.train.config import TrainConfig
@@ -91,11 +92,13 @@ class GRPOTrainer:
         self.domains = list(self.mixture.domains)
         self.router = router or RewardRouter(cfg.rewards, self.domains)
         sampling = cfg.rollout.sampling
-        self.backend = HFGenerateBackend(
+        self.backend = build_backend(
+            cfg.rollout.backend,
             policy,
             tokenizer,
             max_prompt_tokens=cfg.data.max_prompt_tokens or policy.config.max_position_embeddings,
             micro_batch_size=cfg.rollout.micro_batch_size,
+            vllm_options=cfg.rollout.vllm,
         )
         surgeon = None
         if cfg.strategy.needs_surgeon:
