@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from mgs.errors import DataError
 from mgs.rl.gumbel import KeyedGumbelSampler
@@ -188,12 +193,17 @@ class HFGenerateBackend:
                             top_p=cfg.top_p,
                         )
                         processors = LogitsProcessorList([sampler])
+                    stopping = None
+                    if cfg.stop:
+                        stopping = StoppingCriteriaList(
+                            [GeneratedStopStrings(cfg.stop, ids.shape[1], self.tokenizer)]
+                        )
                     out = model.generate(
                         input_ids=ids,
                         attention_mask=mask,
                         generation_config=gen_cfg,
                         logits_processor=processors,
-                        tokenizer=self.tokenizer,
+                        stopping_criteria=stopping,
                         synced_gpus=synced_gpus,
                     )  # [b, P + R']
                     for i, row in zip(chunk, out[:, ids.shape[1] :].tolist()):
@@ -243,7 +253,6 @@ class HFGenerateBackend:
             "max_new_tokens": cfg.max_new_tokens,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
-            "stop_strings": list(cfg.stop) or None,
             "use_cache": True,
             "num_beams": 1,
             "repetition_penalty": 1.0,
@@ -268,6 +277,31 @@ class HFGenerateBackend:
             kept, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
         return Completion(prompt_index, list(prompt_ids), kept, text, reason)
+
+
+class GeneratedStopStrings(StoppingCriteria):
+    """Stop a row once its *generated* text contains a stop string.
+
+    HF's ``stop_strings`` also match across the prompt / completion boundary (a prompt ending in
+    ``?`` with the stop ``??`` stops after one token); this checks the decoded tail of the
+    generated tokens only (the last ``max(len(stop))`` tokens: a token is at least one character).
+    """
+
+    def __init__(self, stops: Sequence[str], prompt_width: int, tokenizer) -> None:
+        self.stops = list(stops)
+        self.prompt_width = prompt_width
+        self.tokenizer = tokenizer
+        self.window = max(len(s) for s in self.stops)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(
+            input_ids[:, start:].tolist(),
+            skip_special_tokens=False,
+            clean_up_tokenization_spaces=False,
+        )
+        done = [any(stop in tail for stop in self.stops) for tail in tails]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def _left_pad(

@@ -146,7 +146,7 @@ def test_stop_string_truncates_ids_and_text_together(model, tokenizer, monkeypat
 
     def spy(**kwargs):
         out = generate(**kwargs)
-        raw.append((kwargs["generation_config"], out.shape[1] - kwargs["input_ids"].shape[1]))
+        raw.append((kwargs, out.shape[1] - kwargs["input_ids"].shape[1]))
         return out
 
     monkeypatch.setattr(model, "generate", spy)
@@ -155,9 +155,10 @@ def test_stop_string_truncates_ids_and_text_together(model, tokenizer, monkeypat
     assert c.completion_ids == row[:expected] and c.finish_reason == "stop"
     assert c.text == tokenizer.decode(row[:expected], skip_special_tokens=True)
     assert c.text.endswith(stop)
-    ((gen_cfg, generated),) = raw
-    assert generated == expected  # generate() itself stopped there (stop_strings were passed)
-    assert gen_cfg.stop_strings == [stop] and gen_cfg.use_cache
+    ((kwargs, generated),) = raw
+    assert generated == expected  # generate() itself stopped there (a stop criterion was passed)
+    (criterion,) = kwargs["stopping_criteria"]
+    assert criterion.stops == [stop] and kwargs["generation_config"].use_cache
 
 
 def test_checkpoint_generation_settings_do_not_leak(model, tokenizer) -> None:

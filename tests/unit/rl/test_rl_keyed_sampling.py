@@ -44,7 +44,9 @@ def test_top_k_and_top_p_are_respected() -> None:
 
 def test_completions_do_not_depend_on_the_batch_they_are_generated_in() -> None:
     tokenizer = build_tiny_tokenizer()
-    model = build_tiny_policy(tokenizer, TinyModelConfig(hidden_size=32, num_layers=2, intermediate_size=64))
+    model = build_tiny_policy(
+        tokenizer, TinyModelConfig(hidden_size=32, num_layers=2, intermediate_size=64)
+    )
     prompts = ["What is 2 + 3?", "Hi", "Tell me about cats, please.", "x"]
     cfg = SamplingConfig(n=3, temperature=1.0, max_new_tokens=20, stop=[])
     whole = HFGenerateBackend(model, tokenizer, max_prompt_tokens=64, micro_batch_size=12).generate(
@@ -60,3 +62,25 @@ def test_completions_do_not_depend_on_the_batch_they_are_generated_in() -> None:
             assert got == want, (micro, i)
     texts = [c.text for c in whole.completions]
     assert len(set(texts)) > 1, "sampling at temperature 1 should not be greedy"
+
+
+def test_stop_strings_never_match_across_the_prompt_boundary() -> None:
+    """A prompt ending in '?' with the stop '??' must not stop the completion at its first token."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_policy(
+        tokenizer, TinyModelConfig(hidden_size=32, num_layers=2, intermediate_size=64)
+    )
+    backend = HFGenerateBackend(model, tokenizer, max_prompt_tokens=64, micro_batch_size=4)
+    plain = backend.generate(
+        ["What is 2+2?"], SamplingConfig(n=1, temperature=0, max_new_tokens=12, stop=[]), seed=0
+    )
+    ids = plain.completions[0].completion_ids
+    stop = "??"
+    if "?" in tokenizer.decode(ids[:1]):  # the untrained model's first token would complete '??'
+        stop = "?!"
+    out = backend.generate(
+        ["What is 2+2?"], SamplingConfig(n=1, temperature=0, max_new_tokens=12, stop=[stop]), seed=0
+    )
+    got = out.completions[0]
+    assert tokenizer.pad_token_id not in got.completion_ids
+    assert stop in got.text or got.completion_ids == ids  # stopped inside the completion, or never
