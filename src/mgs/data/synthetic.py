@@ -2,8 +2,9 @@
 
 Three domains that pull a policy in different directions, as real math and chat do:
 
-- ``tiny_math``: ``What is 3 + 4?``; single-digit sums and differences (never negative), answer
-  in ``\\boxed{}``; reference ``answer`` (math-verify on the last ``\\boxed{}``);
+- ``tiny_math``: ``What is 3 + 4?`` (or ``Compute 3 + 4.``, ``3 + 4 = ?``); single-digit sums
+  and differences (never negative), answer in ``\\boxed{}``; reference ``answer`` (math-verify on
+  the last ``\\boxed{}``);
 - ``tiny_if``: ``Write about cats. Use the word blue.``; one or two real IFEval instructions
   (``keywords:existence``, ``startend:end_checker``, ``length_constraints:number_words``,
   ``startend:quotation``) with IFEval's kwargs, so IFEval's own checkers score them. The
@@ -16,8 +17,13 @@ Three domains that pull a policy in different directions, as real math and chat 
 
 Every domain is a finite set of distinct tasks, split once and for all (independently of any
 seed) into ``train`` (80%) and ``eval`` (20%, the held-out prompts), so held-out prompts never
-appear in training whatever seeds a run uses. Each task carries its warm-start demonstration: a
-short completion in the zero-think format ``<think>...</think> <response>...</response>``.
+appear in training whatever seeds a run uses. A held-out prompt is a new combination of parts the
+training prompts teach (a sum asked in another wording, a topic with another instruction or
+request): every task has a ``group`` (the sum, the topic) and the split never holds out the last
+training task of a group. Unseen digit pairs would not do: a 4-layer model memorises the addition
+table it is shown and cannot infer the missing entries in minutes. Each task carries its
+warm-start demonstration: a short completion in the zero-think format
+``<think>...</think> <response>...</response>``.
 Prompts and completions are tens of characters: the tiny tokenizer spends one token per
 character (the tags and ``\\boxed{`` are single tokens).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -65,6 +72,7 @@ class TinyTask:
     thought: str  # the demonstration's reasoning (inside <think>)
     response: str  # the demonstration's answer (inside <response>)
     metadata: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # what held-out tasks share with training ones: a sum, a topic
 
     @property
     def completion(self) -> str:
@@ -75,23 +83,28 @@ class TinyTask:
 # ----------------------------------------------------------------------------- math
 
 
+_MATH_WORDINGS = ("What is {p}?", "Compute {p}.", "{p} = ?")
+
+
 def _math_space() -> list[TinyTask]:
     out = []
     for a in range(10):
         for b in range(10):
-            out.append(_math_task(a, "+", b, a + b))
-            if a >= b:
-                out.append(_math_task(a, "-", b, a - b))
+            for op, value in (("+", a + b), ("-", a - b)):
+                if value < 0:
+                    continue
+                problem = f"{a} {op} {b}"
+                out.extend(
+                    TinyTask(
+                        wording.format(p=problem),
+                        {"answer": str(value)},
+                        f"{problem} = {value}",
+                        f"\\boxed{{{value}}}",
+                        group=problem,
+                    )
+                    for wording in _MATH_WORDINGS
+                )
     return out
-
-
-def _math_task(a: int, op: str, b: int, value: int) -> TinyTask:
-    return TinyTask(
-        f"What is {a} {op} {b}?",
-        {"answer": str(value)},
-        f"{a} {op} {b} = {value}",
-        f"\\boxed{{{value}}}",
-    )
 
 
 # ----------------------------------------------------------------------------- instruction following
@@ -182,6 +195,7 @@ def _if_space() -> list[TinyTask]:
                     ", ".join(c[3] for c in chosen),
                     response,
                     {"topic": topic},
+                    group=topic,
                 )
             )
     return out
@@ -212,7 +226,12 @@ def _chat_space() -> list[TinyTask]:
             chosen = _CHOSEN[(r + t) % len(_CHOSEN)].format(t=topic)
             out.append(
                 TinyTask(
-                    request.format(t=topic), {}, f"be kind about {topic}", chosen, {"topic": topic}
+                    request.format(t=topic),
+                    {},
+                    f"be kind about {topic}",
+                    chosen,
+                    {"topic": topic},
+                    group=topic,
                 )
             )
     return out
@@ -254,7 +273,15 @@ def split_tasks(name: str, split: str) -> tuple[TinyTask, ...]:
     order = list(range(len(space)))
     random.Random(_SPLIT_SEED).shuffle(order)
     n_eval = max(1, math.ceil(EVAL_FRACTION * len(space)))
-    chosen = sorted(order[:n_eval] if split == "eval" else order[n_eval:])
+    left = Counter(t.group for t in space)  # training tasks each group still has
+    held: set[int] = set()
+    for i in order:  # hold out in a fixed random order, keeping every group in training
+        if len(held) == n_eval:
+            break
+        if left[space[i].group] > 1:
+            held.add(i)
+            left[space[i].group] -= 1
+    chosen = [i for i in range(len(space)) if (i in held) == (split == "eval")]
     return tuple(space[i] for i in chosen)
 
 

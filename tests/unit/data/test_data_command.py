@@ -18,15 +18,15 @@ def run(capsys, *argv):
 def test_default_preview(capsys):
     code, out, err = run(capsys, "--steps", "2", "mixture.batch_size=8")
     assert code == 0, err
-    assert "tiny_math -> math: 124 prompts" in out and "tiny_if -> if: 497 prompts" in out
+    assert "tiny_math -> math: 372 prompts" in out and "tiny_if -> if: 497 prompts" in out
     # 8 / 3 = 2.67 each; equal remainders go to the domains listed first
     assert "phase 0: steps 0..end: math 3, if 3, chat 2 prompts per batch" in out
     assert "step  phase  math (epoch)  if (epoch)  chat (epoch)" in out
     assert "0     0      3 (0.00)  3 (0.00)  2 (0.00)" in out
-    assert "1     0      3 (0.02)  3 (0.01)  2 (0.04)" in out  # 3/124, 3/497, 2/57 of a pass
+    assert "1     0      3 (0.01)  3 (0.01)  2 (0.04)" in out  # 3/372, 3/497, 2/57 of a pass
     assert out.count("\n--- math, tiny_math/") == 2  # --show defaults to 2 per domain
     assert out.count("\n--- chat, tiny_chat/") == 2 and "reference {'answer': " in out
-    assert "User: <query>What is " in out
+    assert "User: <query>Write about " in out  # an if prompt
 
 
 def test_json_preview_is_machine_readable_and_matches_the_mixture(capsys):
@@ -41,8 +41,8 @@ def test_json_preview_is_machine_readable_and_matches_the_mixture(capsys):
     mix, _ = build_mixture(load_data_config(None, overrides), build_tiny_tokenizer())
     assert data["fingerprint"] == mix.fingerprint
     assert [b["counts"] for b in data["batches"]] == [{"math": 5, "if": 2, "chat": 2}] * 3
-    assert data["batches"][2]["epochs"]["math"] == round(10 / 124, 4)
-    assert [s["rows"] for s in data["sources"]] == [124, 497, 57]
+    assert data["batches"][2]["epochs"]["math"] == round(10 / 372, 4)
+    assert [s["rows"] for s in data["sources"]] == [372, 497, 57]
     assert {d: [p["uid"] for p in v] for d, v in data["prompts"].items()} == {
         d: [ex.uid for ex in mix.batch(0).by_domain[d][:1]] for d in ("math", "if", "chat")
     }
@@ -86,7 +86,7 @@ def test_a_bare_data_section_and_a_bounded_schedule(capsys, tmp_path):
     code, out, _ = run(capsys, "--config", str(config), "--steps", "10", "--show", "0")
     assert code == 0
     assert "phase 1: steps 1..1: chat 2 prompts per batch" in out
-    assert "1     1      0 (0.02)  2 (0.00)" in out  # math drew 2 of 124 in step 0
+    assert "1     1      0 (0.01)  2 (0.00)" in out  # math drew 2 of 372 in step 0
     assert "\n2 " not in out  # the schedule ends after 2 steps
 
 

@@ -52,6 +52,14 @@ def test_held_out_tasks_never_appear_in_training_whatever_the_seed(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_held_out_prompts_are_new_combinations_of_what_training_teaches(name):
+    train_groups = Counter(t.group for t in split_tasks(name, "train"))
+    held_groups = Counter(t.group for t in split_tasks(name, "eval"))
+    assert set(held_groups) <= set(train_groups)  # every held-out sum / topic is also trained
+    assert len(held_groups) > len(train_groups) / 4  # and they are spread over many of them
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_larger_size_cycles_through_the_split_evenly(name):
     n = len(split_tasks(name, "train"))
     counts = Counter(t.question for t in generate(name, 2 * n + 5, 0))
@@ -92,11 +100,13 @@ def test_demonstration_responses_are_what_the_reward_extractor_reads():
 
 
 def test_tiny_math_is_single_digit_and_math_verify_scores_the_demonstrations():
-    pattern = re.compile(r"What is (\d) ([+-]) (\d)\?")
+    pattern = re.compile(r"(?:What is |Compute |)(\d) ([+-]) (\d)(?:\?|\.| = \?)")
     tasks = split_tasks("tiny_math", "train") + split_tasks("tiny_math", "eval")
-    assert len(tasks) == 100 + 55  # every a + b, and a - b with a >= b, for digits a, b
+    # every a + b, and a - b with a >= b, for digits a, b; each in three wordings
+    assert len(tasks) == (100 + 55) * 3
     for task in tasks:
         a, op, b = pattern.fullmatch(task.question).groups()
+        assert task.group == f"{a} {op} {b}"
         value = int(a) + int(b) if op == "+" else int(a) - int(b)
         assert value >= 0 and task.reference == {"answer": str(value)}
         assert task.response == f"\\boxed{{{value}}}"
