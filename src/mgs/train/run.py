@@ -44,6 +44,9 @@ def run_training(
     ``resume``: continue ``run_dir`` from its latest checkpoint (the config is the run's own).
     """
     started = time.perf_counter()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars between our own output
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     run_dir = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
