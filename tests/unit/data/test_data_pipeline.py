@@ -55,16 +55,19 @@ sources:
 mixture:
   batch_size: 8
   phases:
-    - {{proportions: {{math: 1}}, steps: 2}}
-    - {{proportions: {{chat: 1}}}}
+    - {{domain: math, steps: 2}}
+    - {{domain: chat, epochs: 1}}
+    - {{proportions: {{math: 3, chat: 1}}}}
 template: {{name: custom, text: "Question: {{prompt}}"}}
 max_prompt_tokens: null
 """
     cfg = from_dict(DataConfig, yaml.safe_load(text), "data")
     mix, report = build_mixture(cfg, tokenizer)
     assert {d: len(p) for d, p in mix.domains.items()} == {"math": 500, "chat": 250}
+    assert [(ph.start, ph.stop) for ph in mix.phases] == [(0, 2), (2, 34), (34, None)]  # 250 / 8
     assert [ex.domain for ex in mix.batch(1).examples] == ["math"] * 8
     assert [ex.domain for ex in mix.batch(2).examples] == ["chat"] * 8
+    assert [ex.domain for ex in mix.batch(34).examples] == ["math"] * 6 + ["chat"] * 2
     assert mix.batch(0).examples[0].prompt.startswith("Question: ")
     assert report.dropped == 0
 
