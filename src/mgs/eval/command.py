@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=float, metavar="T", help="0 (default): greedy; > 0: sampling."
     )
     g.add_argument("--top-p", type=float, metavar="P", help="Nucleus sampling mass (default 1.0).")
+    g.add_argument("--top-k", type=int, metavar="K", help="Top-k sampling (default 0: off).")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="Longest completion in tokens.")
     g.add_argument(
         "--stop",
@@ -153,6 +154,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "samples": args.samples,
         "temperature": args.temperature,
         "top_p": args.top_p,
+        "top_k": args.top_k,
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
         "limit": args.limit,

@@ -72,6 +72,7 @@ class EvalConfig:
     samples: int = option(1, help="Completions per prompt (k of avg@k / pass@k).")
     temperature: float = option(0.0, help="Sampling temperature; 0: greedy (needs samples: 1).")
     top_p: float = option(1.0, help="Nucleus sampling mass.")
+    top_k: int = option(0, help="Keep only the k most likely tokens when sampling; 0: off.")
     max_new_tokens: int = option(1024, help="Longest completion, in tokens.")
     stop: list[str] = option(
         default_factory=lambda: ["</response>"],
@@ -130,6 +131,10 @@ class EvalConfig:
                 f"greedy decoding (temperature 0) gives {self.samples} identical samples; "
                 "set a temperature > 0 (e.g. --temperature 0.7) or --samples 1"
             )
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ConfigError(
+                f"top_p must be in (0, 1] and top_k >= 0 (0: off); got {self.top_p}, {self.top_k}"
+            )
         if self.max_new_tokens < 1 or self.micro_batch_size < 1:
             raise ConfigError("max_new_tokens and micro_batch_size must be positive integers")
         if self.limit is not None and self.limit < 1:
@@ -169,7 +174,7 @@ def config_from_run(run: dict[str, Any]) -> EvalConfig:
 
     Only the sections evaluation needs are read (so a config from another version of ``mgs``
     still works as long as those sections do): ``data.template``, ``data.max_prompt_tokens``,
-    ``data.overlong``, ``rollout.sampling.{stop, max_new_tokens, top_p}``, ``rewards.{extraction,
+    ``data.overlong``, ``rollout.sampling.{stop, max_new_tokens, top_p, top_k}``, ``rewards.{extraction,
     math, ifeval, reward_model}``, ``model.dtype``. Decoding stays greedy (set samples and
     temperature explicitly for avg@k).
     """
@@ -183,7 +188,7 @@ def config_from_run(run: dict[str, Any]) -> EvalConfig:
         updates["max_prompt_tokens"] = data["max_prompt_tokens"]
     if data.get("overlong") in ("filter", "truncate"):
         updates["overlong"] = data["overlong"]
-    for key in ("stop", "max_new_tokens", "top_p"):
+    for key in ("stop", "max_new_tokens", "top_p", "top_k"):
         if key in sampling:
             updates[key] = sampling[key]
     sections = {

@@ -193,6 +193,7 @@ def _run_one(
         n=cfg.samples,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
+        top_k=cfg.top_k,
         max_new_tokens=cfg.max_new_tokens,
         stop=list(cfg.stop),
         seed=cfg.seed,

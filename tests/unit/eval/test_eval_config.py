@@ -78,6 +78,8 @@ def test_eval_config_validation():
     assert EvalConfig(samples=4, temperature=0.7, pass_k=[1, 4]).greedy is False
     with pytest.raises(ConfigError):
         EvalConfig(limit=0)
+    with pytest.raises(ConfigError, match="top_p"):
+        EvalConfig(top_p=0.0)
 
 
 def test_load_benchmark_limits_renders_and_reports_overlong_prompts(tmp_path):
@@ -115,7 +117,13 @@ def _run_dir(tmp_path, template: dict, rm_path: str = "builtin:tiny"):
     config = {
         "data": {"template": template, "max_prompt_tokens": 256},
         "rollout": {
-            "sampling": {"n": 4, "temperature": 1.0, "max_new_tokens": 96, "stop": ["</response>"]}
+            "sampling": {
+                "n": 4,
+                "temperature": 1.0,
+                "max_new_tokens": 96,
+                "top_k": 5,
+                "stop": ["</response>"],
+            }
         },
         "rewards": {
             "extraction": {"template": "zero_think", "on_missing_response": "after_think"},
@@ -135,6 +143,7 @@ def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path
     cfg = default_config(run)
     assert cfg.template.name == "custom" and cfg.template.text == custom["text"]
     assert (cfg.max_new_tokens, cfg.max_prompt_tokens, cfg.stop) == (96, 256, ["</response>"])
+    assert cfg.top_k == 5
     assert cfg.extraction.on_missing_response == "after_think"
     assert (cfg.ifeval.mode, cfg.ifeval.variant) == ("all", "loose")
     assert cfg.reward_model.path == "/models/rm" and cfg.reward_model.max_length == 256
