@@ -16,7 +16,7 @@ known from the Gram matrices, so clipping costs no extra pass over the gradients
 Both passes are a handful of large batched ops whatever the number of groups: every parameter's
 slice starts at a multiple of ``_CHUNK`` elements (zero padding in between), so the buffers are
 the batch ``[B, K, _CHUNK]`` of blocks that never straddle two parameters. Step 1 is one ``bmm``
-(per-block Gram matrices) plus segment sums per parameter and per group (in float64); step 3 is one
+(per-block Gram matrices) plus segment sums per parameter, then per group in float64; step 3 is one
 ``bmm`` of per-block coefficients into one flat output whose slices are the ``param.grad``s. A
 per-group / per-parameter Python loop of small kernels is much slower, worst of all on a busy CPU
 where each multi-threaded kernel can wait for a descheduled thread. (Buffers of another dtype than
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # Elements per block of the batched passes: the padding costs at most this per parameter tensor.
 _CHUNK = 1024
+_GRAIN = 32768  # at::internal::GRAIN_SIZE: smaller elementwise kernels run on one thread
 
 
 @dataclass
@@ -126,7 +127,7 @@ class GradientSurgeon:
         self._views = [[self._grad_view(k, s) for s in self._slots] for k in range(len(domains))]
         self._out: list[torch.Tensor | None] = [None] * len(self._slots)
         self._out_flat: torch.Tensor | None = None  # batched path: all combined grads, [width]
-        self._scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
         if self._batched:
             chunks = [-(-(s.end - s.start) // self._chunk) for s in self._slots]
             self._num_chunks = width // self._chunk
@@ -332,12 +333,12 @@ class GradientSurgeon:
         if not self._batched:
             return self._gram_per_group()
         num_domains, num_groups = len(self.domains), len(self._bounds)
-        blocks, block_gram, block_gram64, _ = self._batch_views()
+        blocks, block_gram, _ = self._batch_views()
         torch.bmm(blocks, blocks.transpose(1, 2), out=block_gram)  # [B, K, K]
-        block_gram64.copy_(block_gram.view(block_gram64.shape))  # [B, K*K]
+        # Per-block partial sums are summed per parameter, then in float64 per group.
         per_slot = torch.segment_reduce(  # [S, K*K]
-            block_gram64, "sum", lengths=self._slot_chunks, unsafe=True
-        )
+            block_gram.view(self._num_chunks, -1), "sum", lengths=self._slot_chunks, unsafe=True
+        ).double()
         if not self._shard_groups:
             gram = self._sum_per_group(per_slot)
         else:  # local pieces of sharded parameters are partial sums: reduce them over the shards
@@ -351,17 +352,14 @@ class GradientSurgeon:
     def _sum_per_group(self, per_slot: torch.Tensor) -> torch.Tensor:
         return torch.segment_reduce(per_slot, "sum", lengths=self._group_sizes, unsafe=True)
 
-    def _batch_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Blocks ``[B, K, C]`` of the buffers and reused scratch for the batched passes."""
+    def _batch_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Blocks ``[B, K, C]`` of the buffers, and reused scratch: block Grams and coefficients."""
         num_domains, chunk, num_chunks = len(self.domains), self._chunk, self._num_chunks
         if self._scratch is None:
-            kwargs = {"device": self.device}
+            kwargs = {"dtype": self.buffer_dtype, "device": self.device}
             self._scratch = (
-                torch.empty(
-                    num_chunks, num_domains, num_domains, dtype=self.buffer_dtype, **kwargs
-                ),
-                torch.empty(num_chunks, num_domains**2, dtype=torch.float64, **kwargs),
-                torch.empty(num_chunks, num_domains, dtype=self.buffer_dtype, **kwargs),
+                torch.empty(num_chunks, num_domains, num_domains, **kwargs),
+                torch.empty(num_chunks, num_domains, **kwargs),
             )
         blocks = self.buffers.view(num_domains, num_chunks, chunk).transpose(0, 1)
         return (blocks, *self._scratch)
@@ -414,8 +412,15 @@ class GradientSurgeon:
             for i, slot in enumerate(self._slots):
                 local = self._out_flat[slot.start : slot.end].view(slot.shape)
                 self._out[i] = mgs_dist.wrap_like(slot.param, local)
-        blocks, _, _, block_coef = self._batch_views()
-        torch.index_select(coef, 0, self._chunk_group, out=block_coef)  # [B, K]
+        blocks, _, block_coef = self._batch_views()
+        # [B, K] coefficients of every block. On CPU in slices below ATen's parallel grain size:
+        # a small multi-threaded kernel is cheap on an idle CPU but waits for a descheduled
+        # thread (a scheduler tick, ~10 ms) on a busy one.
+        step = _GRAIN // coef.shape[1] if self.device.type == "cpu" else max(self._num_chunks, 1)
+        for a in range(0, self._num_chunks, step):
+            torch.index_select(
+                coef, 0, self._chunk_group[a : a + step], out=block_coef[a : a + step]
+            )
         out = self._out_flat.view(self._num_chunks, 1, self._chunk)
         torch.bmm(block_coef.unsqueeze(1), blocks, out=out)  # [B, 1, K] @ [B, K, C]
         for slot, grad in zip(self._slots, self._out):
