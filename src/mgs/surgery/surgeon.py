@@ -43,7 +43,7 @@ from mgs.surgery.stats import SurgeryStats
 log = logging.getLogger(__name__)
 
 # Elements per block of the batched passes: the padding costs at most this per parameter tensor.
-_CHUNK = 1024
+_CHUNK = 512
 _GRAIN = 32768  # at::internal::GRAIN_SIZE: smaller elementwise kernels run on one thread
 
 
