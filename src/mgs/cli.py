@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# OpenMP threads that spin while waiting make torch on a shared CPU (other ranks, reward workers,
+# another job) 4-20x slower: measured 6.5 s vs 1.7 s per tiny SFT step on a loaded 2-core machine.
+# Set before torch is imported; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mgs import __version__
 from mgs.errors import MgsError

@@ -166,11 +166,12 @@ def run_training(
     if before or after:
         table = format_table(before, after)
         (run_dir / "eval.md").write_text(table + "\n", encoding="utf-8")
-        echo(
-            "\nheld-out reward per domain (greedy)"
+        how = (
+            "greedy"
             if cfg.eval.temperature == 0
-            else "\nheld-out reward per domain"
+            else f"mean of {cfg.eval.samples} samples at temperature {cfg.eval.temperature}"
         )
+        echo(f"\nheld-out reward per domain ({how} per prompt)")
         echo(table)
     echo(f"\ndone in {timings['total']:.0f} s; metrics: {run_dir / 'metrics.jsonl'}")
     return summary
