@@ -353,16 +353,28 @@ class GradientSurgeon:
         return torch.segment_reduce(per_slot, "sum", lengths=self._group_sizes, unsafe=True)
 
     def _batch_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Blocks ``[B, K, C]`` of the buffers, and reused scratch: block Grams and coefficients."""
+        """Blocks ``[B, K, C]`` of the buffers, and scratch for block Grams and coefficients.
+
+        Allocates the combined gradients on first use: one flat tensor sliced per parameter. The
+        block Grams ``[B, K, K]`` live in it until the write pass overwrites it (when K*K <= C),
+        so the surgeon needs no more than the K buffers, the gradients and ``[B, K]`` floats.
+        """
         num_domains, chunk, num_chunks = len(self.domains), self._chunk, self._num_chunks
-        if self._scratch is None:
+        if self._out_flat is None:
             kwargs = {"dtype": self.buffer_dtype, "device": self.device}
+            self._out_flat = torch.empty(self.buffers.shape[1], **kwargs)
+            for i, slot in enumerate(self._slots):
+                local = self._out_flat[slot.start : slot.end].view(slot.shape)
+                self._out[i] = mgs_dist.wrap_like(slot.param, local)
+            grams = num_chunks * num_domains**2
             self._scratch = (
-                torch.empty(num_chunks, num_domains, num_domains, **kwargs),
+                self._out_flat[:grams] if num_domains**2 <= chunk else torch.empty(grams, **kwargs),
                 torch.empty(num_chunks, num_domains, **kwargs),
             )
+        assert self._scratch is not None
+        block_gram = self._scratch[0].view(num_chunks, num_domains, num_domains)
         blocks = self.buffers.view(num_domains, num_chunks, chunk).transpose(0, 1)
-        return (blocks, *self._scratch)
+        return blocks, block_gram, self._scratch[1]
 
     def _gram_per_group(self) -> torch.Tensor:
         """The Gram stack group by group (buffers in a dtype the batched path does not take)."""
@@ -405,13 +417,6 @@ class GradientSurgeon:
         if not self._batched:
             self._write_per_slot(coef)
             return
-        if self._out_flat is None:  # the combined gradients: one flat tensor, sliced per parameter
-            self._out_flat = torch.empty(
-                self.buffers.shape[1], dtype=self.buffer_dtype, device=self.device
-            )
-            for i, slot in enumerate(self._slots):
-                local = self._out_flat[slot.start : slot.end].view(slot.shape)
-                self._out[i] = mgs_dist.wrap_like(slot.param, local)
         blocks, _, block_coef = self._batch_views()
         # [B, K] coefficients of every block. On CPU in slices below ATen's parallel grain size:
         # a small multi-threaded kernel is cheap on an idle CPU but waits for a descheduled
