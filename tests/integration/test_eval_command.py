@@ -21,6 +21,7 @@ from mgs.eval.metrics import (
     mean_pass_at_k,
     pairwise_outcome,
 )
+from mgs.eval.runner import load_model
 from mgs.models.tiny import (
     TinyModelConfig,
     build_tiny_policy,
@@ -222,3 +223,63 @@ def test_command_errors_are_one_line(tiny, argv, message, capsys):
 def test_a_missing_model_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nope"), "--bench", "tiny_math"]) == 2
     assert "model directory" in capsys.readouterr().err
+
+
+def test_a_saved_tiny_model_loads_with_its_own_tokenizer(tiny):
+    # AutoTokenizer would load the tiny Qwen2's tokenizer as Qwen2Tokenizer, which drops spaces
+    model, tokenizer = load_model(tiny["policy"], EvalConfig(device="cpu"))
+    text = "User: <query>What is 2 - 0?</query>\nAssistant: <think>x</think> <response>ok"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == tiny["tokenizer"](text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text and tokenizer.padding_side == "left"
+    assert not model.training
+
+
+def test_tiny_domains_match_the_trainers_held_out_evaluation(tiny):
+    """Oracle: the trainer's own held-out evaluation (same prompts, backend and reward router)."""
+    from mgs.data.pipeline import DataConfig, load_eval_prompts, tiny_template
+    from mgs.data.sources import SourceConfig
+    from mgs.rewards import MathRewardConfig, RewardsConfig
+    from mgs.rewards.router import RewardRouter
+    from mgs.rl.hf_generate import HFGenerateBackend
+    from mgs.rl.rollout import SamplingConfig
+    from mgs.train.evaluate import evaluate_domains
+
+    model, tokenizer = tiny["model"], tiny["tokenizer"]
+    extraction = ExtractionConfig(on_missing_response="after_think")  # untrained: score the text
+    data = DataConfig(
+        sources=[
+            SourceConfig(domain="tiny_math", synthetic="tiny_math"),
+            SourceConfig(domain="tiny_if", synthetic="tiny_if"),
+        ],
+        template=tiny_template(),
+        max_prompt_tokens=None,
+    )
+    examples = [ex for pool in load_eval_prompts(data, tokenizer, 24).values() for ex in pool]
+    rewards = RewardsConfig(
+        routes={"tiny_math": "math", "tiny_if": "ifeval"},
+        extraction=extraction,
+        math=MathRewardConfig(num_workers=1),
+    )
+    backend = HFGenerateBackend(model, tokenizer, max_prompt_tokens=4096, micro_batch_size=32)
+    sampling = SamplingConfig(max_new_tokens=24, stop=["</response>"])
+    with RewardRouter(rewards) as router:
+        trainer_view = evaluate_domains(
+            backend, router, examples, sampling, samples=1, temperature=0.0, seed=0
+        )
+    cfg = EvalConfig(
+        template=tiny_template(),
+        extraction=extraction,
+        max_new_tokens=24,
+        limit=24,
+        math=MathRewardConfig(num_workers=1),
+        progress=False,
+    )
+    ours = evaluate_model((model, tokenizer), ["tiny_math", "tiny_if"], cfg)
+    for name, bench in ours.benchmarks.items():
+        assert bench.metrics["reward"] == pytest.approx(trainer_view[name]["reward"])
+        assert bench.metrics["completion_tokens"] == pytest.approx(trainer_view[name]["length"])
+        assert bench.num_prompts == trainer_view[name]["n"] == 24
+    # not all zeros: an untrained model's symbol soup has no words, so it follows "fewer than 5
+    # words" (the whole completion is scored with after_think)
+    assert ours.benchmarks["tiny_if"].metrics["reward"] > 0

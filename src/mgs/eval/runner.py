@@ -9,6 +9,7 @@ imported inside the functions, so importing this module is light.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ def resolve_model_dir(path: str | Path) -> Path:
 def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a model or run directory, in eval mode on ``cfg.device``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_dir = resolve_model_dir(path)
     device = _device(cfg.device)
@@ -62,7 +63,7 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     if dtype == "auto":
         dtype = "bfloat16" if device.type == "cuda" else "float32"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -74,6 +75,31 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model.to(device).eval(), tokenizer
+
+
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    """The tokenizer saved in ``model_dir``, exactly as saved.
+
+    A tokenizer saved as the generic fast class (``tokenizer_class: TokenizersBackend``, e.g. the
+    tiny character-level one) is loaded as that class: ``AutoTokenizer`` would pick the model
+    type's own class instead (``Qwen2Tokenizer`` for the tiny Qwen2), whose pre-tokenizer drops
+    every space. Any other tokenizer goes through ``AutoTokenizer``.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config_file = Path(model_dir) / "tokenizer_config.json"
+    declared = None
+    if config_file.is_file():
+        try:
+            declared = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
+        except (json.JSONDecodeError, AttributeError):
+            declared = None
+    if declared in GENERIC_TOKENIZERS and (Path(model_dir) / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(model_dir)
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def _device(name: str) -> Any:
