@@ -9,7 +9,6 @@ imported inside the functions, so importing this module is light.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from mgs.eval.benchmarks import BenchmarkSpec, LoadedBenchmark, check_file, chec
 from mgs.eval.config import RUN_CONFIG, RUN_MODEL, EvalConfig, default_config, is_run_dir
 from mgs.eval.result import BenchmarkResult, EvalResult
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
+from mgs.models.loading import load_tokenizer
 from mgs.rewards.extraction import split_completion
 
 ModelArg = str | Path | tuple[Any, Any]
@@ -75,31 +75,6 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model.to(device).eval(), tokenizer
-
-
-GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
-
-
-def load_tokenizer(model_dir: str | Path) -> Any:
-    """The tokenizer saved in ``model_dir``, exactly as saved.
-
-    A tokenizer saved as the generic fast class (``tokenizer_class: TokenizersBackend``, e.g. the
-    tiny character-level one) is loaded as that class: ``AutoTokenizer`` would pick the model
-    type's own class instead (``Qwen2Tokenizer`` for the tiny Qwen2), whose pre-tokenizer drops
-    every space. Any other tokenizer goes through ``AutoTokenizer``.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    config_file = Path(model_dir) / "tokenizer_config.json"
-    declared = None
-    if config_file.is_file():
-        try:
-            declared = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
-        except (json.JSONDecodeError, AttributeError):
-            declared = None
-    if declared in GENERIC_TOKENIZERS and (Path(model_dir) / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(model_dir)
-    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def _device(name: str) -> Any:

@@ -66,11 +66,13 @@ class RewardModelScorer:
     def _load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+
+        from mgs.models.loading import load_tokenizer
 
         device, dtype = _resolve(self.device_name, self.dtype_name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path)
+            tokenizer = load_tokenizer(self.path)
             model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ConfigError(

@@ -38,13 +38,15 @@ def load_policy(cfg: ModelConfig, device: torch.device) -> tuple[nn.Module, Any]
         tokenizer = build_tiny_tokenizer()
         model = build_tiny_policy(tokenizer, cfg.tiny)
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from mgs.models.loading import load_tokenizer
 
         kwargs: dict[str, Any] = {"dtype": dtype}
         if cfg.attn_implementation:
             kwargs["attn_implementation"] = cfg.attn_implementation
         try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.name)
+            tokenizer = load_tokenizer(cfg.name)
             model = AutoModelForCausalLM.from_pretrained(cfg.name, **kwargs)
         except OSError as exc:
             raise ConfigError(
