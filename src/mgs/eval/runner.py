@@ -19,7 +19,7 @@ from mgs.eval.benchmarks import BenchmarkSpec, LoadedBenchmark, check_file, chec
 from mgs.eval.config import RUN_CONFIG, RUN_MODEL, EvalConfig, default_config, is_run_dir
 from mgs.eval.result import BenchmarkResult, EvalResult
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
-from mgs.models.loading import load_tokenizer
+from mgs.models.loading import load_tokenizer, resolve_device
 from mgs.rewards.extraction import split_completion
 
 ModelArg = str | Path | tuple[Any, Any]
@@ -58,7 +58,7 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
     model_dir = resolve_model_dir(path)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device, option="--device")
     dtype = cfg.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.type == "cuda" else "float32"
@@ -75,22 +75,6 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model.to(device).eval(), tokenizer
-
-
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"device {name!r} is not a torch device; write auto, cpu or cuda"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device is cuda but no CUDA device is available; pass --device cpu")
-    return device
 
 
 def check_benchmarks(specs: Sequence[BenchmarkSpec], cfg: EvalConfig) -> None:

@@ -13,6 +13,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+
+def resolve_device(name: str, option: str = "model.device") -> Any:
+    """``auto`` -> cuda when available, else cpu; an unusable device names ``option`` and the fix."""
+    import torch
+
+    from mgs.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"{option} {name!r} is not a torch device; write auto, cpu or cuda"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{option} is cuda but no CUDA device is available; write {option}=cpu")
+    return device
+
+
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 

@@ -9,26 +9,13 @@ import torch
 from torch import nn
 
 from mgs.errors import ConfigError
+from mgs.models.loading import resolve_device
 from mgs.models.tiny import build_tiny_policy, build_tiny_tokenizer
 from mgs.train.config import ModelConfig
 
+__all__ = ["frozen_copy", "load_policy", "resolve_device"]
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"model.device {name!r} is not a torch device; write auto, cpu or cuda"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "model.device is cuda but no CUDA device is available; write model.device=cpu"
-        )
-    return device
 
 
 def load_policy(cfg: ModelConfig, device: torch.device) -> tuple[nn.Module, Any]:
