@@ -37,6 +37,8 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/surgery.py
+	$(PY) benchmarks/step.py
+	$(PY) benchmarks/rewards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
