@@ -2,7 +2,7 @@
 
 Three domains that pull a policy in different directions, as real math and chat do:
 
-- ``tiny_math``: ``What is 3 + 4?`` (or ``Compute 3 + 4.``, ``3 + 4 = ?``); single-digit sums
+- ``tiny_math``: ``What is 3 + 4?`` (or ``Compute 3 + 4.``, ``Find 3 + 4.``); single-digit sums
   and differences (never negative), answer in ``\\boxed{}``; reference ``answer`` (math-verify on
   the last ``\\boxed{}``);
 - ``tiny_if``: ``Write about cats. Use the word blue.``; one or two real IFEval instructions
@@ -83,7 +83,8 @@ class TinyTask:
 # ----------------------------------------------------------------------------- math
 
 
-_MATH_WORDINGS = ("What is {p}?", "Compute {p}.", "{p} = ?")
+# The operands end every wording at the same place: a tiny model finds them by relative position.
+_MATH_WORDINGS = ("What is {p}?", "Compute {p}.", "Find {p}.")
 
 
 def _math_space() -> list[TinyTask]:
