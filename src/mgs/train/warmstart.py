@@ -32,8 +32,21 @@ from mgs.train.sft import supervised_finetune
 WARMSTART_VERSION = 1
 
 
+def _generator_code() -> str:
+    """Hash of the built-in domains' generator code: editing it invalidates every cache."""
+    import inspect
+
+    from mgs.data import synthetic
+
+    return hashlib.sha256(inspect.getsource(synthetic).encode()).hexdigest()[:16]
+
+
 def cache_key(kind: str, payload: dict[str, Any]) -> str:
-    blob = json.dumps({"v": WARMSTART_VERSION, **payload}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"v": WARMSTART_VERSION, "generators": _generator_code(), **payload},
+        sort_keys=True,
+        default=str,
+    )
     return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
