@@ -53,11 +53,9 @@ def run_training(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.model.device)
     ctx = init_distributed(cfg.distributed, device)
+    run_dir = Path(gather_objects(str(run_dir))[0])  # every rank uses rank 0's (its timestamp)
     if not ctx.is_main:
         echo = _silent
-        run_dir = Path(gather_objects(str(run_dir))[0])  # rank 0's (its timestamp)
-    else:
-        gather_objects(str(run_dir))
     timings: dict[str, float] = {}
     if ctx.enabled and not ctx.is_main:
         barrier()  # let rank 0 fill the warm-start caches first

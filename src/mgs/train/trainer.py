@@ -313,8 +313,7 @@ class GRPOTrainer:
         if model_state is None:
             model_state, _ = self._full_states()
         if self.ctx.is_main:
-            self.policy.save_pretrained(path, state_dict=model_state, safe_serialization=True)
-            self.tokenizer.save_pretrained(path)
+            self._write_model(path, model_state)
         barrier()
 
     def save_checkpoint(self, run_dir: Path, next_step: int) -> Path | None:
