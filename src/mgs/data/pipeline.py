@@ -17,6 +17,7 @@ from typing import Any, Literal
 from mgs.data.example import Example
 from mgs.data.mixture import DomainMixture, MixtureConfig
 from mgs.data.sources import SourceConfig, check_sources, load_source
+from mgs.data.synthetic import careless_draws
 from mgs.data.templates import SHORT_ZERO_THINK_PREAMBLE, TemplateConfig, render_examples
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError
@@ -177,6 +178,7 @@ class Demonstration:
     example: Example  # domain, rendered prompt, reference, metadata
     completion: str  # "<think>...</think> <response>...</response>", with a leading space
     # when the prompt ends without whitespace (after "Assistant:")
+    careless: bool = False  # the careless annotator's version (see load_demonstrations)
 
     @property
     def prompt(self) -> str:
@@ -207,22 +209,36 @@ def _synthetic_config(
 
 
 def load_demonstrations(
-    cfg: DataConfig, tokenizer: Any, size: int | None = None
+    cfg: DataConfig, tokenizer: Any, size: int | None = None, careless: float = 0.0
 ) -> dict[str, list[Demonstration]]:
     """Warm-start demonstrations of every built-in (synthetic) source, per domain.
 
     They come from the sources' train split (never from the held-out prompts), rendered with
     ``cfg.template`` and length-checked like RL prompts. ``size``: demonstrations per source
-    (None: every distinct train task once). File sources have no demonstrations and are skipped.
+    (None: every distinct train task once). ``careless``: the fraction of each domain's
+    demonstrations that carry the careless annotator's flaw (see
+    :func:`mgs.data.synthetic.demonstrations`), at seeded positions. File sources have no
+    demonstrations and are skipped.
     """
     only = _synthetic_config(cfg, "train", size, None)
     if only is None:
         return {}
     domains, _ = load_domains(only, tokenizer)
-    return {
-        domain: [Demonstration(ex, _join(ex.prompt, ex.metadata["completion"])) for ex in pool]
-        for domain, pool in domains.items()
-    }
+    out: dict[str, list[Demonstration]] = {}
+    for k, (domain, pool) in enumerate(domains.items()):
+        flags = careless_draws(len(pool), careless, cfg.mixture.seed + k)
+        out[domain] = [
+            Demonstration(
+                ex,
+                _join(
+                    ex.prompt,
+                    ex.metadata["careless_completion" if flag else "completion"],
+                ),
+                careless=flag,
+            )
+            for ex, flag in zip(pool, flags)
+        ]
+    return out
 
 
 def load_eval_prompts(

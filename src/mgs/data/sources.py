@@ -187,7 +187,11 @@ def _synthetic_examples(cfg: SourceConfig, suffix: str) -> list[Example]:
         tasks = tasks[: cfg.limit]
     examples = []
     for i, task in enumerate(tasks):
-        meta = {**task.metadata, "completion": task.completion}
+        meta = {
+            **task.metadata,
+            "completion": task.completion,
+            "careless_completion": task.careless_completion,
+        }
         if cfg.metadata is not None:
             meta = {k: v for k, v in meta.items() if k in cfg.metadata}
         messages = ({"role": "user", "content": task.question + suffix},)

@@ -73,11 +73,17 @@ class TinyTask:
     response: str  # the demonstration's answer (inside <response>)
     metadata: dict[str, Any] = field(default_factory=dict)
     group: str = ""  # what held-out tasks share with training ones: a sum, a topic
+    careless: str = ""  # a careless annotator's answer: one systematic flaw the reward catches
 
     @property
     def completion(self) -> str:
         """The warm-start target: ``<think>...</think> <response>...</response>``."""
         return f"<think>{self.thought}</think> <response>{self.response}</response>"
+
+    @property
+    def careless_completion(self) -> str:
+        """The same thought with the careless answer (see :func:`demonstrations`)."""
+        return f"<think>{self.thought}</think> <response>{self.careless}</response>"
 
 
 # ----------------------------------------------------------------------------- math
@@ -102,6 +108,7 @@ def _math_space() -> list[TinyTask]:
                         f"{problem} = {value}",
                         f"\\boxed{{{value}}}",
                         group=problem,
+                        careless=f"The answer is {value}.",  # right, but not boxed: scores 0
                     )
                     for wording in _MATH_WORDINGS
                 )
@@ -158,6 +165,17 @@ def _if_response(topic: str, chosen: list[_Instruction]) -> str:
     return text
 
 
+def _if_careless(topic: str, chosen: list[_Instruction]) -> str:
+    """A response that forgets the first instruction (and follows the others)."""
+    first, rest = chosen[0], chosen[1:]
+    text = _if_response(topic, rest)
+    if first[1] == "length_constraints:number_words" and first[2]["relation"] == "less than":
+        body = text[1:-1] if text.startswith('"') else text  # too long now: 5 words or more
+        body = body.replace(f"I like {topic}.", f"I like {topic}. I think about it every day.", 1)
+        text = f'"{body}"' if text.startswith('"') else body
+    return text
+
+
 def _follows(response: str, chosen: list[_Instruction]) -> bool:
     """Our own check of the few instructions used here (IFEval's checkers are the test oracle)."""
     words = len(re.findall(r"\w+", response))
@@ -197,6 +215,7 @@ def _if_space() -> list[TinyTask]:
                     response,
                     {"topic": topic},
                     group=topic,
+                    careless=_if_careless(topic, chosen),
                 )
             )
     return out
@@ -233,6 +252,7 @@ def _chat_space() -> list[TinyTask]:
                     chosen,
                     {"topic": topic},
                     group=topic,
+                    careless="I do not know.",  # a refusal: the reward model scores it low
                 )
             )
     return out
@@ -306,12 +326,34 @@ def generate(name: str, size: int | None, seed: int, split: str = "train") -> li
     return out
 
 
+def careless_draws(count: int, fraction: float, seed: int) -> list[bool]:
+    """Which of ``count`` demonstrations are careless: exactly ``round(fraction * count)``,
+    at seeded positions."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"the careless fraction must lie in [0, 1], got {fraction}")
+    flags = [i < round(fraction * count) for i in range(count)]
+    random.Random(seed * 7919 + 17).shuffle(flags)
+    return flags
+
+
 def demonstrations(
-    name: str, size: int | None, seed: int, split: str = "train"
+    name: str, size: int | None, seed: int, split: str = "train", careless: float = 0.0
 ) -> list[tuple[str, str]]:
     """``(question, completion)`` warm-start pairs of ``name``: the completion is
-    ``<think>...</think> <response>...</response>``, with no leading space."""
-    return [(t.question, t.completion) for t in generate(name, size, seed, split)]
+    ``<think>...</think> <response>...</response>``, with no leading space.
+
+    ``careless``: the fraction of demonstrations written by a careless annotator, with one
+    systematic flaw its domain's reward catches (math: the right answer, not boxed; if: the first
+    instruction forgotten; chat: "I do not know."). A warm start on such data makes the flaw at
+    about that rate on every prompt, held-out ones included: what RL can fix, as it fixes format
+    and instruction slips in real models.
+    """
+    tasks = generate(name, size, seed, split)
+    flags = careless_draws(len(tasks), careless, seed)
+    return [
+        (t.question, t.careless_completion if flag else t.completion)
+        for t, flag in zip(tasks, flags)
+    ]
 
 
 def preference_pairs(

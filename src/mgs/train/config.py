@@ -216,6 +216,19 @@ class SFTConfig:
     batch_size: int = option(32, help="Demonstrations per step.")
     lr: float = option(3e-3, help="AdamW learning rate (constant after a short warm-up).")
     demonstrations: int = option(2000, help="Demonstrations generated per built-in domain.")
+    careless_fraction: float = option(
+        0.0,
+        help="Fraction of each built-in domain's demonstrations written carelessly, with one "
+        "flaw the domain's reward catches (math: answer not boxed; if: first instruction "
+        "forgotten; chat: 'I do not know.'): the warm start then slips at about this rate, "
+        "and RL has something to fix on every domain.",
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.careless_fraction <= 1.0:
+            raise ConfigError(
+                f"warmstart.sft.careless_fraction must lie in [0, 1], got {self.careless_fraction}"
+            )
 
 
 @dataclass

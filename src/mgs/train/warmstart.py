@@ -57,7 +57,13 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
     tmp.mkdir(parents=True)
     try:
         build(tmp)
-        tmp.rename(final)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            # Another run built the same artefact meanwhile: theirs is as good as ours.
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -66,7 +72,8 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
 
 def builtin_demonstrations(cfg: TrainConfig, tokenizer) -> list[tuple[str, str]]:
     """``(rendered prompt, completion)`` demonstrations of every built-in (synthetic) source."""
-    per_domain = load_demonstrations(cfg.data, tokenizer, cfg.warmstart.sft.demonstrations)
+    sft = cfg.warmstart.sft
+    per_domain = load_demonstrations(cfg.data, tokenizer, sft.demonstrations, sft.careless_fraction)
     return [(d.prompt, d.completion) for demos in per_domain.values() for d in demos]
 
 

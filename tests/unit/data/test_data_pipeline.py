@@ -197,6 +197,14 @@ def test_demonstrations_of_the_built_in_domains(tokenizer):
         == f" <think>{a} {op} {b} = {value}</think> <response>\\boxed{{{value}}}</response>"
     )
     assert len(load_demonstrations(cfg, tokenizer, size=1000)["math"]) == 1000
+    careless = load_demonstrations(cfg, tokenizer, careless=0.25)
+    for domain, pool in careless.items():
+        assert sum(d.careless for d in pool) == round(0.25 * len(pool))
+        for demo, clean in zip(pool, demos[domain]):
+            key = "careless_completion" if demo.careless else "completion"
+            assert demo.example == clean.example
+            assert demo.completion == " " + demo.example.metadata[key]
+    assert careless == load_demonstrations(cfg, tokenizer, careless=0.25)  # seeded
     chat_template = dataclasses.replace(cfg, template=TemplateConfig(name="chat_template"))
     demo = load_demonstrations(chat_template, tokenizer)["chat"][0]
     assert demo.prompt.endswith("assistant\n") and demo.completion.startswith("<think>")

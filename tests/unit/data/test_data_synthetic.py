@@ -203,3 +203,43 @@ def test_preference_pairs_prefer_a_polite_on_topic_answer():
 def test_eval_preference_pairs_come_from_held_out_prompts():
     held = preference_pairs(None, 0, "eval")
     assert {p for p, _, _ in held} == questions("tiny_chat", "eval")
+
+
+def test_careless_answers_carry_exactly_the_flaw_their_reward_catches():
+    ifeval = pytest.importorskip("mgs.rewards.ifeval")
+    for task in split_tasks("tiny_math", "train") + split_tasks("tiny_math", "eval"):
+        gold = parse(f"${task.reference['answer']}$")
+        # The right number, but no box: the math reward reads only the last \boxed{}.
+        assert task.careless == f"The answer is {task.reference['answer']}."
+        assert "\\boxed" not in task.careless and verify(gold, parse(task.response))
+    for task in split_tasks("tiny_if", "train") + split_tasks("tiny_if", "eval"):
+        ids, kwargs = task.reference["instruction_id_list"], task.reference["kwargs"]
+        follows = ifeval.ifeval_check(task.careless, ids, kwargs, loose=False)
+        # IFEval's own checkers: the first instruction is broken, the others still followed.
+        assert follows == [False] + [True] * (len(ids) - 1), (task.question, task.careless)
+    for task in split_tasks("tiny_chat", "train"):
+        assert task.careless == "I do not know."  # a refusal, a kind the reward model ranks low
+    task = split_tasks("tiny_math", "train")[0]
+    assert (
+        task.careless_completion
+        == f"<think>{task.thought}</think> <response>{task.careless}</response>"
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_careless_demonstrations_come_at_the_asked_fraction(name):
+    tasks = generate(name, 200, 3)
+    clean = demonstrations(name, 200, 3)
+    assert clean == [(t.question, t.completion) for t in tasks]
+    mixed = demonstrations(name, 200, 3, careless=0.35)
+    assert mixed == demonstrations(name, 200, 3, careless=0.35)  # seeded
+    flags = [c == t.careless_completion for t, (_, c) in zip(tasks, mixed)]
+    assert sum(flags) == 70  # exactly round(0.35 * 200)
+    for t, (q, c), flag in zip(tasks, mixed, flags):
+        assert q == t.question and c == (t.careless_completion if flag else t.completion)
+    assert all(
+        c == t.careless_completion
+        for t, (_, c) in zip(tasks, demonstrations(name, 200, 3, careless=1.0))
+    )
+    with pytest.raises(ConfigError, match=r"careless fraction must lie in \[0, 1\]"):
+        demonstrations(name, 10, 0, careless=1.5)
