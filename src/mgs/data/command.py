@@ -16,6 +16,7 @@ from typing import Any
 from mgs.errors import ConfigError
 
 _SHOWN_CHARS = 600  # a rendered prompt longer than this is cut in the preview
+TINY_DEFAULT = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,13 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_data_config(path: str | None, overrides: list[str]) -> Any:
-    """The :class:`~mgs.data.DataConfig` of a YAML file (or the defaults) with overrides applied."""
+    """The :class:`~mgs.data.DataConfig` of a YAML file (default: the embedded tiny default's
+    ``data:`` section) with overrides applied."""
     from mgs.data.pipeline import DataConfig
     from mgs.dataclass_config import apply_overrides, from_dict, load_yaml
 
-    section: dict[str, Any] = {}
+    # No file: the data section of the embedded tiny default, i.e. what `mgs train` trains on.
+    data = load_yaml(path if path is not None else TINY_DEFAULT)
+    section: dict[str, Any] = data.get("data") or {}
     if path is not None:
-        data = load_yaml(path)
         data_keys = {f.name for f in dataclasses.fields(DataConfig)}
         if "data" in data or not set(data) <= data_keys:  # a full training config
             section = data.get("data") or {}

@@ -15,15 +15,17 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
-def test_default_preview(capsys):
+def test_default_preview_is_the_tiny_defaults_data(capsys):
+    # No --config: the data section of the embedded tiny default (what `mgs train` trains on):
+    # three sources of 2000 prompts, proportions math 2 : if 1 : chat 1, the custom template.
     code, out, err = run(capsys, "--steps", "2", "mixture.batch_size=8")
     assert code == 0, err
-    assert "tiny_math -> math: 372 prompts" in out and "tiny_if -> if: 497 prompts" in out
-    # 8 / 3 = 2.67 each; equal remainders go to the domains listed first
-    assert "phase 0: steps 0..end: math 3, if 3, chat 2 prompts per batch" in out
+    assert "tiny_math -> math: 2000 prompts" in out and "tiny_chat -> chat: 2000 prompts" in out
+    assert "template: custom; batch_size: 8" in out
+    # 8 x 2/4 = 4 math, 8 x 1/4 = 2 if and 2 chat
+    assert "phase 0: steps 0..end: math 4, if 2, chat 2 prompts per batch" in out
     assert "step  phase  math (epoch)  if (epoch)  chat (epoch)" in out
-    assert "0     0      3 (0.00)  3 (0.00)  2 (0.00)" in out
-    assert "1     0      3 (0.01)  3 (0.01)  2 (0.04)" in out  # 3/372, 3/497, 2/57 of a pass
+    assert "1     0      4 (0.00)  2 (0.00)  2 (0.00)" in out  # 4/2000 of a pass: 0.00
     assert out.count("\n--- math, tiny_math/") == 2  # --show defaults to 2 per domain
     assert out.count("\n--- chat, tiny_chat/") == 2 and "reference {'answer': " in out
     assert "User: <query>Write about " in out  # an if prompt
@@ -40,22 +42,23 @@ def test_json_preview_is_machine_readable_and_matches_the_mixture(capsys):
     data = json.loads(out)
     mix, _ = build_mixture(load_data_config(None, overrides), build_tiny_tokenizer())
     assert data["fingerprint"] == mix.fingerprint
+    # 9 x (1/2, 1/4, 1/4) = 4.5, 2.25, 2.25: floors 4, 2, 2 and the one left goes to math
     assert [b["counts"] for b in data["batches"]] == [{"math": 5, "if": 2, "chat": 2}] * 3
-    assert data["batches"][2]["epochs"]["math"] == round(10 / 372, 4)
-    assert [s["rows"] for s in data["sources"]] == [372, 497, 57]
+    assert data["batches"][2]["epochs"]["math"] == round(10 / 2000, 4)
+    assert [s["rows"] for s in data["sources"]] == [2000, 2000, 2000]
     assert {d: [p["uid"] for p in v] for d, v in data["prompts"].items()} == {
         d: [ex.uid for ex in mix.batch(0).by_domain[d][:1]] for d in ("math", "if", "chat")
     }
-    assert data["template"]["name"] == "zero_think" and data["sampling"] == "exact"
+    assert data["template"]["name"] == "custom" and data["sampling"] == "exact"
 
 
 def test_iid_preview_shows_varying_counts(capsys):
     code, out, err = run(capsys, "--json", "--steps", "20", "--show", "0", "mixture.sampling=iid")
     assert code == 0, err
     counts = [b["counts"] for b in json.loads(out)["batches"]]
-    assert all(sum(c.values()) == 64 for c in counts) and len({c["math"] for c in counts}) > 2
+    assert all(sum(c.values()) == 24 for c in counts) and len({c["math"] for c in counts}) > 2
     code, out, _ = run(capsys, "--steps", "1", "--show", "0", "mixture.sampling=iid")
-    assert "each prompt's domain drawn by share: math 0.33, if 0.33, chat 0.33" in out
+    assert "each prompt's domain drawn by share: math 0.50, if 0.25, chat 0.25" in out
 
 
 def test_config_file_with_a_data_section_and_prefixed_overrides(capsys, tmp_path):
