@@ -107,3 +107,24 @@ def test_nonfinite_gradient_skips_the_update(overrides, monkeypatch) -> None:
 def test_invalid_config_is_rejected_with_a_fix(overrides, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(None, [*overrides(), override])
+
+
+@pytest.mark.parametrize("strategy", ["mixed", "mgs"])
+def test_grpo_learns_what_the_reward_asks(overrides, strategy: str) -> None:
+    # Both domains reward the fraction of 'a' in the response: from a random tiny policy (about 1
+    # character in 100 is an 'a') GRPO must raise it on both. A sign or credit-assignment error in
+    # the advantages, the loss or the surgery would lower it or leave it flat.
+    _, metrics = _train(
+        overrides(
+            strategy__name=strategy,
+            rewards__routes="{math: test_letter_a, chat: test_letter_a}",
+            rollout__sampling__n=8,
+            rollout__sampling__max_new_tokens=8,
+            optim__lr=3e-2,
+        ),
+        steps=12,
+    )
+    for domain in ("math", "chat"):
+        curve = [m[f"reward/{domain}/mean"] for m in metrics]
+        first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
+        assert first < 0.1 and last > first + 0.2, (domain, curve)
