@@ -98,7 +98,9 @@ def test_sft_warm_start_is_cached_and_a_second_run_loads_it(tmp_path: Path):
 
 def test_builtin_demonstrations_carry_the_careless_fraction(tmp_path: Path):
     tokenizer = build_tiny_tokenizer()
-    clean = warmstart.builtin_demonstrations(_tiny_cfg(tmp_path), tokenizer)
+    clean = warmstart.builtin_demonstrations(
+        _tiny_cfg(tmp_path, "warmstart.sft.careless_fraction=0"), tokenizer
+    )
     careless = warmstart.builtin_demonstrations(
         _tiny_cfg(tmp_path, "warmstart.sft.careless_fraction=0.5"), tokenizer
     )
