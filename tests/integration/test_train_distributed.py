@@ -60,16 +60,15 @@ COMPARED = (
 )
 
 
-def _run(tmp: Path, name: str, strategy: str, dist: str | None) -> list[dict]:
-    cfg = {**CONFIG, "strategy": {"name": strategy}}
-    if strategy == "mixed":
-        cfg["strategy"]["track_conflicts"] = False
-    if dist:
-        cfg["distributed"] = {"strategy": dist}
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    run_dir = tmp / name
-    args = ["-m", "mgs", "train", "-c", str(path), "--run-dir", str(run_dir)]
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and key in out else value
+    return out
+
+
+def _launch(args: list[str], dist: str | None) -> None:
+    args = ["-m", "mgs", "train", *args]
     if dist:
         cmd = [
             sys.executable,
@@ -84,7 +83,25 @@ def _run(tmp: Path, name: str, strategy: str, dist: str | None) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _run(
+    tmp: Path, name: str, strategy: str, dist: str | None, extra: dict | None = None
+) -> list[dict]:
+    cfg = _merged(CONFIG, {"strategy": {"name": strategy}, **(extra or {})})
+    if strategy == "mixed":
+        cfg["strategy"]["track_conflicts"] = False
+    if dist:
+        cfg["distributed"] = {"strategy": dist}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp / name
+    _launch(["-c", str(path), "--run-dir", str(run_dir)], dist)
+    return _metrics(run_dir)
 
 
 @pytest.mark.parametrize("strategy", ["mixed", "mgs"])
@@ -100,3 +117,16 @@ def test_two_ranks_match_one_process(tmp_path: Path, strategy: str) -> None:
                 assert got["surgery/cos/math__if"] == pytest.approx(
                     want["surgery/cos/math__if"], rel=1e-3, abs=1e-5
                 )
+
+
+def test_fsdp2_sharded_kl_reference_matches_one_process(tmp_path: Path) -> None:
+    """The KL reference is FSDP2-sharded like the policy; a KL weight large enough to move the
+    update (0.1) still gives the single process's KL, losses and rewards."""
+    extra = {"grpo": {"loss": {"kl_coef": 0.1}}}
+    single = _run(tmp_path, "single", "mixed", None, extra)
+    sharded = _run(tmp_path, "fsdp2", "mixed", "fsdp2", extra)
+    assert len(sharded) == len(single) == CONFIG["steps"]
+    assert single[-1]["loss/kl"] > 0  # after one update the policy has left the reference
+    for step, (got, want) in enumerate(zip(sharded, single)):
+        for key in COMPARED:
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (step, key)

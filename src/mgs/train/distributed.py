@@ -69,27 +69,52 @@ def init_distributed(cfg: DistributedConfig, device: torch.device) -> DistContex
     backend = cfg.backend
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if device.index is not None:
+            raise ConfigError(
+                f"model.device {str(device)!r} puts every rank on one GPU; write model.device=auto "
+                "or cuda: under torchrun each rank takes the GPU of its LOCAL_RANK"
+            )
+        # Before anything touches CUDA: "cuda" then means this rank's GPU everywhere (NCCL, the
+        # model, the rollout engine), not GPU 0 for every rank.
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     strategy = "ddp" if cfg.strategy == "auto" else cfg.strategy
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, strategy)
 
 
 def wrap_policy(policy: nn.Module, ctx: DistContext) -> nn.Module:
-    """The module the training forward/backward runs through (the policy itself for FSDP2)."""
+    """The module the training forward/backward runs through (the policy itself for FSDP2).
+
+    Under FSDP2 the trainer's policy comes already sharded (``modeling.shard_from_rank0``); a
+    full one is sharded here.
+    """
     if not ctx.enabled:
         return policy
     if ctx.strategy == "ddp":
         device_ids = [ctx.local_rank] if next(policy.parameters()).is_cuda else None
         return nn.parallel.DistributedDataParallel(policy, device_ids=device_ids)
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(policy, FSDPModule):
+        shard_module(policy)
+    return policy
+
+
+def shard_module(model: nn.Module) -> nn.Module:
+    """``fully_shard`` each decoder layer, then the root (embeddings, final norm, LM head).
+
+    One all-gather per layer in forward and backward, so only one layer is ever unsharded; works
+    on a module on ``meta`` too (then ``to_empty`` allocates just this rank's shards).
+    """
     from torch.distributed.fsdp import fully_shard
 
-    layers = _decoder_layers(policy)
-    for layer in layers:
+    for layer in _decoder_layers(model):
         fully_shard(layer)
-    fully_shard(policy)
-    return policy
+    fully_shard(model)
+    return model
 
 
 def _decoder_layers(policy: nn.Module) -> list[nn.Module]:

@@ -18,7 +18,7 @@ from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
 from mgs.train.distributed import barrier, gather_objects, init_distributed
 from mgs.train.evaluate import evaluate_domains, format_table
 from mgs.train.metrics import MetricsWriter, truncate_metrics
-from mgs.train.modeling import load_policy, resolve_device
+from mgs.train.modeling import load_policy_for, resolve_device
 from mgs.train.trainer import (
     GRPOTrainer,
     default_run_dir,
@@ -79,13 +79,17 @@ def run_training(
     echo(f"run directory: {run_dir}")
 
     tick = time.perf_counter()
-    policy, tokenizer = load_policy(cfg.model, device)
-    warm_start_policy(cfg, policy, tokenizer, device, echo)
+    # FSDP2: the full weights on rank 0 only (in host memory); the other ranks get their shards
+    # from it in GRPOTrainer, so only rank 0 warm-starts (the others would load the same cache).
+    policy, tokenizer = load_policy_for(cfg.model, device, ctx)
+    if policy is not None:
+        warm_start_policy(cfg, policy, tokenizer, device, echo)
     timings["warm_start"] = time.perf_counter() - tick
     if ctx.enabled and ctx.is_main:
         barrier()
 
     trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer)
+    del policy  # FSDP2: rank 0's full copy; the trainer holds this rank's shards
     for line in trainer.data_report.lines():
         echo(f"data: {line}")
     aggregator, granularity = cfg.strategy.resolved()

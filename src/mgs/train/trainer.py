@@ -41,7 +41,12 @@ from mgs.train.distributed import (
     wrap_policy,
 )
 from mgs.train.metrics import MetricsWriter
-from mgs.train.modeling import frozen_copy, load_policy, resolve_device
+from mgs.train.modeling import (
+    frozen_copy,
+    load_policy_for,
+    resolve_device,
+    shard_from_rank0,
+)
 from mgs.train.schedule import build_optimizer
 from mgs.train.update import PolicyUpdater
 
@@ -79,13 +84,25 @@ class GRPOTrainer:
     def __init__(
         self, cfg: TrainConfig, *, policy=None, tokenizer=None, router: RewardRouter | None = None
     ) -> None:
+        """``policy``/``tokenizer``: as :func:`load_policy_for` returns them (loaded when both are
+        None). Under FSDP2 ``policy`` is rank 0's full model (None on the other ranks); the trainer
+        keeps only this rank's shards of it, so the caller should drop its own reference."""
         self.cfg = cfg
         self.device = resolve_device(cfg.model.device)
         self.ctx: DistContext = init_distributed(cfg.distributed, self.device)
-        if policy is None:
-            policy, tokenizer = load_policy(cfg.model, self.device)
+        if tokenizer is None:
+            policy, tokenizer = load_policy_for(cfg.model, self.device, self.ctx)
+        with_reference = cfg.grpo.loss.kl_coef > 0
+        if self.ctx.strategy == "fsdp2":
+            # Rank 0's full weights -> this rank's shards of the policy and of the reference.
+            policy, reference = shard_from_rank0(
+                policy, self.device, self.ctx, reference=with_reference
+            )
+        elif policy is None:
+            raise ValueError("GRPOTrainer: pass the policy with its tokenizer (or neither)")
+        else:
+            reference = frozen_copy(policy) if with_reference else None
         self.policy, self.tokenizer = policy, tokenizer
-        reference = frozen_copy(policy) if cfg.grpo.loss.kl_coef > 0 else None
         # The module forward/backward runs through: DDP wrapper, FSDP2-sharded policy, or itself.
         self.train_model = wrap_policy(policy, self.ctx)
         self.mixture, self.data_report = build_mixture(cfg.data, tokenizer)

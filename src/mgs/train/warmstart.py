@@ -114,6 +114,9 @@ def warm_start_policy(
     def build(tmp: Path) -> None:
         from tqdm.auto import tqdm
 
+        # Under FSDP2 rank 0's full policy waits in host memory to be sharded; SFT trains it on
+        # the device, as without FSDP2 (a no-op otherwise).
+        policy.to(device)
         bar = tqdm(
             total=sft.steps,
             desc="SFT warm-start",
