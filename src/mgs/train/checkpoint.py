@@ -100,4 +100,7 @@ def load_state(path: Path) -> dict[str, Any]:
     file = path / STATE_FILE
     if not file.is_file():
         raise ConfigError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
-    return torch.load(file, map_location="cpu", weights_only=False)
+    # mmap: every rank reads this file (the full optimizer state, 2x the fp32 weights); mapped,
+    # the ranks of a node share one page-cache copy instead of each holding its own, and under
+    # FSDP2 each keeps only its shard once the optimizer has loaded it.
+    return torch.load(file, map_location="cpu", weights_only=False, mmap=True)

@@ -38,6 +38,7 @@ __all__ = [
     "non_persistent_buffers",
     "resolve_device",
     "shard_from_rank0",
+    "unsharded_class",
 ]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -157,6 +158,13 @@ def build_on_meta(spec: ModelSpec) -> nn.Module:
         model.gradient_checkpointing_enable()
     model.train(spec.training)
     return model
+
+
+def unsharded_class(model: nn.Module) -> type[nn.Module]:
+    """The model's own class: ``fully_shard`` swaps it for a subclass ``FSDP<class>``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
 
 
 def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:

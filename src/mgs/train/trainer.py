@@ -46,6 +46,7 @@ from mgs.train.modeling import (
     load_policy_for,
     resolve_device,
     shard_from_rank0,
+    unsharded_class,
 )
 from mgs.train.schedule import build_optimizer
 from mgs.train.update import PolicyUpdater
@@ -299,23 +300,29 @@ class GRPOTrainer:
                 f"the checkpoint was written by {state.get('world_size', 1)} ranks and this run has "
                 f"{self.ctx.world_size}; resume with the same number of ranks"
             )
-        loaded = type(self.policy).from_pretrained(
-            model_dir, dtype=next(self.policy.parameters()).dtype
-        )
-        full = loaded.state_dict()
-        del loaded
         if self.ctx.strategy == "fsdp2":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
 
-            set_state_dict(
+            # As at start-up: rank 0 reads the weights, every rank receives its shards.
+            full = self._saved_weights(model_dir) if self.ctx.is_main else {}
+            set_model_state_dict(
+                self.policy,
+                full,
+                options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
+            )
+            del full
+            set_optimizer_state_dict(
                 self.policy,
                 self.optimizer,
-                model_state_dict=full,
-                optim_state_dict=state["optimizer"],
+                state["optimizer"],
                 options=StateDictOptions(full_state_dict=True),
             )
         else:
-            self.policy.load_state_dict(full)
+            self.policy.load_state_dict(self._saved_weights(model_dir))
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.surgeon is not None and state["surgeon_step"] is not None:
@@ -324,6 +331,13 @@ class GRPOTrainer:
         set_rng_state(state["rng"][self.ctx.rank])
         self.backend.sync_weights(self.policy)
         return int(state["next_step"])
+
+    def _saved_weights(self, model_dir: Path) -> dict[str, torch.Tensor]:
+        """The full state dict of a policy saved in ``model_dir`` (read into host memory)."""
+        loaded = unsharded_class(self.policy).from_pretrained(
+            model_dir, dtype=next(self.policy.parameters()).dtype
+        )
+        return loaded.state_dict()
 
     def save_policy(self, path: Path, model_state: dict[str, Any] | None = None) -> None:
         """The policy as a Hugging Face directory (safetensors) on rank 0; every rank calls it."""
