@@ -24,8 +24,8 @@ _REGISTRY: dict[str, BackendBuilder] = {}
 
 
 def register_backend(name: str) -> Callable[[BackendBuilder], BackendBuilder]:
-    """Decorator: ``fn(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options)``
-    becomes the backend ``name``."""
+    """Decorator: ``fn(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options,
+    decode)`` becomes the backend ``name``."""
 
     def wrap(fn: BackendBuilder) -> BackendBuilder:
         _REGISTRY[name] = fn
@@ -46,12 +46,13 @@ def build_backend(
     max_prompt_tokens: int,
     micro_batch_size: int,
     vllm_options: VLLMConfig | None = None,
+    decode: str = "generate",
 ) -> RolloutBackend:
     """The rollout backend called ``name`` for ``model``; an unknown name lists the valid ones.
 
     ``micro_batch_size`` is the rows per ``generate`` call of ``hf`` (vLLM schedules its own
     batches: see ``vllm_options.max_num_seqs``); ``vllm_options`` configures ``vllm`` (default:
-    :class:`VLLMConfig`'s defaults).
+    :class:`VLLMConfig`'s defaults); ``decode`` is ``hf``'s decode loop (``rollout.decode``).
     """
     if name not in _REGISTRY:
         raise unknown_name("rollout backend", name, list(_REGISTRY))
@@ -61,6 +62,7 @@ def build_backend(
         max_prompt_tokens=max_prompt_tokens,
         micro_batch_size=micro_batch_size,
         vllm_options=vllm_options if vllm_options is not None else VLLMConfig(),
+        decode=decode,
     )
 
 
@@ -72,9 +74,14 @@ def _hf(
     max_prompt_tokens: int,
     micro_batch_size: int,
     vllm_options: VLLMConfig,
+    decode: str,
 ) -> RolloutBackend:
     return HFGenerateBackend(
-        model, tokenizer, max_prompt_tokens=max_prompt_tokens, micro_batch_size=micro_batch_size
+        model,
+        tokenizer,
+        max_prompt_tokens=max_prompt_tokens,
+        micro_batch_size=micro_batch_size,
+        decode=decode,
     )
 
 
@@ -86,5 +93,6 @@ def _vllm(
     max_prompt_tokens: int,
     micro_batch_size: int,
     vllm_options: VLLMConfig,
+    decode: str,
 ) -> RolloutBackend:
     return VLLMBackend(model, tokenizer, max_prompt_tokens=max_prompt_tokens, config=vllm_options)

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from mgs.errors import DataError
+from mgs.rl.fast_decode import fast_decode, resolve_decode
 from mgs.rl.gumbel import KeyedGumbelSampler
 from mgs.rl.rollout import Completion, FinishReason, RolloutBatch, SamplingConfig
 
@@ -126,6 +127,11 @@ class HFGenerateBackend:
 
     With a model sharded across ranks (FSDP / DTensor), every rank must call ``generate`` with the
     same number of prompts (the same number of ``generate`` calls); ranks then step together.
+
+    ``decode``: ``generate`` (``model.generate``), ``fast`` (:func:`mgs.rl.fast_decode.fast_decode`,
+    the same greedy / keyed decoding on a lean loop; Qwen2 / Llama only, else
+    :class:`mgs.errors.ConfigError`) or ``auto`` (``fast`` where supported). ``decode_loop`` holds
+    the resolved choice.
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class HFGenerateBackend:
         max_prompt_tokens: int,
         micro_batch_size: int,
         add_special_tokens: bool = False,
+        decode: str = "generate",
     ) -> None:
         if max_prompt_tokens < 1 or micro_batch_size < 1:
             raise ValueError(
@@ -150,6 +157,7 @@ class HFGenerateBackend:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+        self.decode_loop = resolve_decode(model, decode, sharded=_sharded_across_ranks(model))
 
     def generate(
         self,
@@ -198,15 +206,28 @@ class HFGenerateBackend:
                         stopping = StoppingCriteriaList(
                             [GeneratedStopStrings(cfg.stop, ids.shape[1], self.tokenizer)]
                         )
-                    out = model.generate(
-                        input_ids=ids,
-                        attention_mask=mask,
-                        generation_config=gen_cfg,
-                        logits_processor=processors,
-                        stopping_criteria=stopping,
-                        synced_gpus=synced_gpus,
-                    )  # [b, P + R']
-                    for i, row in zip(chunk, out[:, ids.shape[1] :].tolist()):
+                    if self.decode_loop == "fast" and not (cfg.temperature > 0 and not keyed):
+                        generated = fast_decode(
+                            model,
+                            ids,
+                            mask,
+                            max_new_tokens=cfg.max_new_tokens,
+                            eos_ids=self.eos_ids,
+                            pad_id=self.pad_id,
+                            logits_processor=processors[0] if processors else None,
+                            stop=stopping[0] if stopping else None,
+                        )  # [b, R']
+                    else:
+                        out = model.generate(
+                            input_ids=ids,
+                            attention_mask=mask,
+                            generation_config=gen_cfg,
+                            logits_processor=processors,
+                            stopping_criteria=stopping,
+                            synced_gpus=synced_gpus,
+                        )  # [b, P + R']
+                        generated = out[:, ids.shape[1] :]
+                    for i, row in zip(chunk, generated.tolist()):
                         completions.append(self._completion(i, prompt_ids[i], row, cfg))
         finally:
             model.generation_config = saved

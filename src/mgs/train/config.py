@@ -76,6 +76,14 @@ class RolloutConfig:
         "(pip install 'mgs[vllm]'; docs/vllm.md).",
     )
     micro_batch_size: int = option(64, help="Sequences per generate() call (hf backend).")
+    decode: Literal["generate", "fast", "auto"] = option(
+        "generate",
+        help="Decode loop of the hf backend. generate: model.generate; fast: a lean loop on the "
+        "model's own modules with a preallocated KV cache (Qwen2 / Llama only, unsharded; same "
+        "tokens as generate, much less per-token overhead for small models); auto: fast where "
+        "supported, else generate. fast covers greedy and batch_invariant sampling; "
+        "batch_invariant: false sampling always uses generate.",
+    )
     vllm: VLLMConfig = option(default_factory=VLLMConfig, help="The vLLM engine (backend: vllm).")
 
     def __post_init__(self) -> None:

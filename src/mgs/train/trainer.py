@@ -117,6 +117,7 @@ class GRPOTrainer:
             max_prompt_tokens=cfg.data.max_prompt_tokens or policy.config.max_position_embeddings,
             micro_batch_size=cfg.rollout.micro_batch_size,
             vllm_options=cfg.rollout.vllm,
+            decode=cfg.rollout.decode,
         )
         surgeon = None
         if cfg.strategy.needs_surgeon:

@@ -71,7 +71,7 @@ def test_register_a_backend(monkeypatch, model, tokenizer) -> None:
     seen = {}
 
     @register_backend("mine")
-    def build(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options):
+    def build(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options, decode):
         seen.update(max_prompt_tokens=max_prompt_tokens, micro_batch_size=micro_batch_size)
         return "engine"
 
