@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-mixed", action="store_true", help="skip ours with strategy mixed")
     p.add_argument(
+        "--decode",
+        choices=["generate", "fast", "auto"],
+        default="generate",
+        help="our rollout.decode (the hf backend's decode loop)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="smoke run: 12 prompts, 48 tokens, 2 measured steps"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
@@ -114,6 +120,7 @@ def our_trainers(args: argparse.Namespace, policy, tokenizer) -> dict:
         "rollout.sampling.stop=[]",
         "rollout.sampling.temperature=1.0",
         f"rollout.micro_batch_size={args.batch * args.n}",
+        f"rollout.decode={args.decode}",
         "rewards.routes={math: %s, if: %s, chat: %s}" % ((REWARD_NAME,) * 3),
         "rewards.extraction.on_missing_response=after_think",  # the whole text, as TRL's reward
         "grpo.loss.kl_coef=0.0",
@@ -154,6 +161,31 @@ def force_length(backend) -> None:
         return gen
 
     backend._generation_config = forced
+    if backend.decode_loop == "fast":
+        _force_length_fast()
+
+
+def _force_length_fast() -> None:
+    """``force_length`` for the fast decode loop: EOS logits at -inf before the sampler (what
+    ``min_new_tokens`` does in generate) and no EOS stop. Patches the module's name once."""
+    from mgs.rl import hf_generate
+
+    if getattr(hf_generate.fast_decode, "forced_length", False):
+        return
+    loop = hf_generate.fast_decode
+
+    def forced(model, input_ids, attention_mask, *, eos_ids, logits_processor=None, **kw):
+        eos = list(eos_ids)
+
+        def masked(ids, scores):
+            scores = scores.clone()
+            scores[:, eos] = float("-inf")
+            return scores if logits_processor is None else logits_processor(ids, scores)
+
+        return loop(model, input_ids, attention_mask, eos_ids=[], logits_processor=masked, **kw)
+
+    forced.forced_length = True
+    hf_generate.fast_decode = forced
 
 
 def micro_layout(cfg, rows: int) -> tuple[int, int]:
