@@ -16,39 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_run import merged, tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
-CONFIG = {
-    "steps": 2,
-    "seed": 1,
-    "num_threads": 1,
-    "model": {
-        "name": "tiny",
-        "tiny": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64},
-    },
-    "data": {
-        "sources": [
-            {"domain": "math", "synthetic": "tiny_math", "size": 64},
-            {"domain": "if", "synthetic": "tiny_if", "size": 64},
-        ],
-        "template": {"name": "custom", "text": "User: <query>{prompt}</query>\nAssistant:"},
-        "max_prompt_tokens": 256,
-        # 3 math + 2 if prompts: rank 0 gets 2 math, rank 1 gets 1 (+1 zero-weight copy).
-        "mixture": {"batch_size": 5, "proportions": {"math": 3, "if": 2}},
-    },
-    "rewards": {
-        "routes": {"math": "math", "if": "ifeval"},
-        "extraction": {"on_missing_response": "after_think"},
-        "math": {"num_workers": 1},
-    },
-    "rollout": {"sampling": {"n": 2, "max_new_tokens": 16, "temperature": 1.0}},
-    "grpo": {"micro_batch_size": 2, "loss": {"kl_coef": 0.001, "entropy_coef": 0.001}},
-    "optim": {"lr": 1.0e-2},
-    "warmstart": {"sft": {"steps": 0}},
-    "eval": {"prompts_per_domain": 0},
-    "logging": {"progress": False, "save_model": False},
-}
+# 3 math + 2 if prompts: rank 0 gets 2 math, rank 1 gets 1 (+1 zero-weight copy).
+CONFIG = tiny_run_config(data={"mixture": {"batch_size": 5, "proportions": {"math": 3, "if": 2}}})
 COMPARED = (
     "reward/math/mean",
     "reward/if/mean",
@@ -59,13 +32,6 @@ COMPARED = (
     "loss/entropy",
     "loss/grad_norm",
 )
-
-
-def _merged(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and key in out else value
-    return out
 
 
 def _launch(args: list[str], dist: str | None) -> None:
@@ -93,7 +59,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 def _run(
     tmp: Path, name: str, strategy: str, dist: str | None, extra: dict | None = None
 ) -> list[dict]:
-    cfg = _merged(CONFIG, {"strategy": {"name": strategy}, **(extra or {})})
+    cfg = merged(CONFIG, {"strategy": {"name": strategy}, **(extra or {})})
     if strategy == "mixed":
         cfg["strategy"]["track_conflicts"] = False
     if dist:

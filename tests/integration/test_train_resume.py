@@ -12,44 +12,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_run import tiny_run_config
 
 pytestmark = pytest.mark.slow
 
-CONFIG = {
-    "steps": 6,
-    "seed": 3,
-    "num_threads": 1,
-    "model": {
-        "name": "tiny",
-        "tiny": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64},
-    },
-    "data": {
-        "sources": [
-            {"domain": "math", "synthetic": "tiny_math", "size": 64},
-            {"domain": "if", "synthetic": "tiny_if", "size": 64},
-        ],
-        "template": {"name": "custom", "text": "User: <query>{prompt}</query>\nAssistant:"},
-        "max_prompt_tokens": 256,
-        "mixture": {"batch_size": 4, "proportions": {"math": 1, "if": 1}},
-    },
-    "rewards": {
-        "routes": {"math": "math", "if": "ifeval"},
-        "extraction": {"on_missing_response": "after_think"},
-        "math": {"num_workers": 1},
-    },
-    "rollout": {"sampling": {"n": 2, "max_new_tokens": 24, "temperature": 1.0}},
-    "grpo": {"micro_batch_size": 4, "loss": {"kl_coef": 0.001, "entropy_coef": 0.001}},
-    "strategy": {"name": "mgs"},
-    "optim": {"lr": 1.0e-2},
-    "warmstart": {"sft": {"steps": 0}},
-    "eval": {"prompts_per_domain": 0},
-    "logging": {
-        "progress": False,
-        "save_model": False,
-        "checkpoint_every": 2,
-        "keep_checkpoints": 2,
-    },
-}
+CONFIG = tiny_run_config(
+    steps=6,
+    seed=3,
+    rollout={"sampling": {"max_new_tokens": 24}},
+    grpo={"micro_batch_size": 4},
+    strategy={"name": "mgs"},
+    logging={"checkpoint_every": 2, "keep_checkpoints": 2},
+)
 
 
 def _cmd(*args: str) -> list[str]:
