@@ -101,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--micro-batch-size", type=int, metavar="N", help="Sequences per generate() call."
     )
+    g.add_argument(
+        "--decode",
+        choices=("generate", "fast", "auto"),
+        help="Decode loop: generate (default), fast (lean loop for Qwen2 / Llama, same tokens on "
+        "CPU), auto (fast where supported).",
+    )
     g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads.")
     g.add_argument(
         "--set",
@@ -165,6 +171,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "device": args.device,
         "dtype": args.dtype,
         "micro_batch_size": args.micro_batch_size,
+        "decode": args.decode,
         "num_threads": args.threads,
     }
     data.update({k: v for k, v in flags.items() if v is not None})

@@ -95,6 +95,11 @@ class EvalConfig:
         "end of its question).",
     )
     micro_batch_size: int = option(32, help="Sequences per generate() call.")
+    decode: Literal["generate", "fast", "auto"] = option(
+        "generate",
+        help="Decode loop: generate (Hugging Face), fast (the lean loop for Qwen2 / Llama: the "
+        "same tokens on CPU, faster for small models; docs/rl.md), auto (fast where supported).",
+    )
     pass_k: list[int] | None = option(
         None, help="k of the pass@k reported; null: powers of two below samples, and samples."
     )
@@ -174,7 +179,8 @@ def config_from_run(run: dict[str, Any]) -> EvalConfig:
 
     Only the sections evaluation needs are read (so a config from another version of ``mgs``
     still works as long as those sections do): ``data.template``, ``data.max_prompt_tokens``,
-    ``data.overlong``, ``rollout.sampling.{stop, max_new_tokens, top_p, top_k}``, ``rewards.{extraction,
+    ``data.overlong``, ``rollout.sampling.{stop, max_new_tokens, top_p, top_k}``, ``rollout.decode``,
+    ``rewards.{extraction,
     math, ifeval, reward_model}``, ``model.dtype``. Decoding stays greedy (set samples and
     temperature explicitly for avg@k).
     """
@@ -191,6 +197,8 @@ def config_from_run(run: dict[str, Any]) -> EvalConfig:
     for key in ("stop", "max_new_tokens", "top_p", "top_k"):
         if key in sampling:
             updates[key] = sampling[key]
+    if _section(run, "rollout").get("decode") in ("generate", "fast", "auto"):
+        updates["decode"] = run["rollout"]["decode"]  # the run's decode loop
     sections = {
         "extraction": ExtractionConfig,
         "math": MathRewardConfig,

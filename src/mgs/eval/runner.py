@@ -188,6 +188,7 @@ def _run_one(
         tokenizer,
         max_prompt_tokens=limit or 1 << 30,
         micro_batch_size=cfg.micro_batch_size,
+        decode=cfg.decode,
     )
     per_call = max(1, cfg.micro_batch_size // cfg.samples)  # prompts per generate() call
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i].prompt))  # less padding

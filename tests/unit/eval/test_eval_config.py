@@ -117,13 +117,14 @@ def _run_dir(tmp_path, template: dict, rm_path: str = "builtin:tiny"):
     config = {
         "data": {"template": template, "max_prompt_tokens": 256},
         "rollout": {
+            "decode": "auto",
             "sampling": {
                 "n": 4,
                 "temperature": 1.0,
                 "max_new_tokens": 96,
                 "top_k": 5,
                 "stop": ["</response>"],
-            }
+            },
         },
         "rewards": {
             "extraction": {"template": "zero_think", "on_missing_response": "after_think"},
@@ -143,7 +144,7 @@ def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path
     cfg = default_config(run)
     assert cfg.template.name == "custom" and cfg.template.text == custom["text"]
     assert (cfg.max_new_tokens, cfg.max_prompt_tokens, cfg.stop) == (96, 256, ["</response>"])
-    assert cfg.top_k == 5
+    assert cfg.top_k == 5 and cfg.decode == "auto"  # the run's decode loop
     assert cfg.extraction.on_missing_response == "after_think"
     assert (cfg.ifeval.mode, cfg.ifeval.variant) == ("all", "loose")
     assert cfg.reward_model.path == "/models/rm" and cfg.reward_model.max_length == 256
@@ -174,6 +175,8 @@ def test_flags_override_the_run_and_set_reaches_every_key(tmp_path):
     )
     cfg = build_config(args)
     assert (cfg.samples, cfg.temperature, cfg.limit) == (4, 0.7, 5)
+    assert cfg.decode == "auto"  # still the run's
+    assert build_config(parse(str(run), "--decode", "fast")).decode == "fast"
     assert cfg.template.preamble == "" and cfg.max_new_tokens == 96  # still the run's
     assert cfg.reward_model.path == "/rm" and cfg.math.num_workers == 3
     chat = build_config(parse(str(run), "--template", "chat_template"))
