@@ -10,7 +10,9 @@ rank's math gradient with another's chat gradient (DESIGN.md section 1).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,6 +85,31 @@ def init_distributed(cfg: DistributedConfig, device: torch.device) -> DistContex
         dist.init_process_group(backend)
     strategy = "ddp" if cfg.strategy == "auto" else cfg.strategy
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, strategy)
+
+
+@contextlib.contextmanager
+def distributed_session(cfg: DistributedConfig, device: torch.device) -> Iterator[DistContext]:
+    """:func:`init_distributed` for the length of a run, then leave the process group.
+
+    A rank that exits with its process group alive can die in the interpreter's teardown
+    (SIGABRT, "terminate called without an active exception"): gloo's worker threads still hold
+    finished work whose tensors need the GIL that finalisation is taking away (pytorch/pytorch
+    #179291, #190489). So the group is destroyed here, while Python is fully alive: after a
+    barrier on success (no rank tears down while another still talks to it), at once on an error
+    (the other ranks may be gone; torchrun stops them). A group that existed before the call
+    (a user's own script) is left alone.
+    """
+    joined = launched_world_size() > 1 and not dist.is_initialized()
+    ctx = init_distributed(cfg, device)
+    try:
+        yield ctx
+    except BaseException:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    if joined and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def wrap_policy(policy: nn.Module, ctx: DistContext) -> nn.Module:

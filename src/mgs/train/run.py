@@ -15,7 +15,7 @@ import torch
 from mgs.data.pipeline import load_eval_prompts
 from mgs.train.checkpoint import latest_checkpoint, load_state
 from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
-from mgs.train.distributed import barrier, gather_objects, init_distributed
+from mgs.train.distributed import DistContext, barrier, distributed_session, gather_objects
 from mgs.train.evaluate import evaluate_domains, format_table
 from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy_for, resolve_device
@@ -52,7 +52,20 @@ def run_training(
     run_dir = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
     seed_everything(cfg.seed)
     device = resolve_device(cfg.model.device)
-    ctx = init_distributed(cfg.distributed, device)
+    with distributed_session(cfg.distributed, device) as ctx:
+        return _train(cfg, run_dir, ctx, device, echo, resume, started)
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    ctx: DistContext,
+    device: torch.device,
+    echo: Callable[[str], None],
+    resume: bool,
+    started: float,
+) -> dict[str, Any]:
+    """The body of :func:`run_training`, inside the run's process group (if any)."""
     run_dir = Path(gather_objects(str(run_dir))[0])  # every rank uses rank 0's (its timestamp)
     if not ctx.is_main:
         echo = _silent
