@@ -133,7 +133,9 @@ def fast_decode(
         # Preallocated KV: [B, kv_heads, P + R, head_dim] per layer, the prompt's written now.
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
-        for layer in prefill.past_key_values.layers:
+        # transformers 5 names the cache `cache` (reading `past_key_values` warns); older: the latter
+        cache = prefill.cache if "cache" in prefill else prefill.past_key_values
+        for layer in cache.layers:
             k, v = layer.keys, layer.values  # [B, kv_heads, P, head_dim]
             kb = k.new_empty(k.shape[0], k.shape[1], total, k.shape[3])
             vb = v.new_empty(v.shape[0], v.shape[1], total, v.shape[3])
