@@ -8,31 +8,17 @@ on success and on error, and leaves a group a user's own script made.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from launch import run_python
 
 WORKER = Path(__file__).with_name("session_worker.py")
 pytestmark = [pytest.mark.distributed]
 
 
 def _ranks(mode: str, out: Path) -> list[dict]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(WORKER),
-        mode,
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_python([str(WORKER), mode, str(out)], nproc=2)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

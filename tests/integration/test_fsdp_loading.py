@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from mgs.train.modeling import checkpointing_enabled, load_policy, non_persisten
 WORKER = Path(__file__).with_name("fsdp_load_worker.py")
 sys.path.insert(0, str(WORKER.parent))
 from fsdp_load_worker import INPUT_IDS  # noqa: E402
+from launch import run_python  # noqa: E402
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 WORLD = 2
@@ -92,19 +91,7 @@ def results(cases, tmp_path_factory) -> dict[str, dict]:
         for name, cfg in cases.items()
     ]
     (tmp / "cases.json").write_text(json.dumps(spec))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={WORLD}",
-        str(WORKER),
-        str(tmp / "cases.json"),
-        str(tmp / "out.pt"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_python([str(WORKER), str(tmp / "cases.json"), str(tmp / "out.pt")], WORLD)
     return torch.load(tmp / "out.pt", weights_only=False)
 
 

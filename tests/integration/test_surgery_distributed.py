@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from launch import run_python
 
 WORKER = Path(__file__).with_name("surgery_dist_worker.py")
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 
 def _run(mode: str, granularity: str, out: Path, nproc: int) -> dict:
-    if mode == "single":
-        cmd = [sys.executable, str(WORKER), mode, granularity, str(out)]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            str(WORKER),
-            mode,
-            granularity,
-            str(out),
-        ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_python([str(WORKER), mode, granularity, str(out)], None if mode == "single" else nproc)
     return torch.load(out)
 
 

@@ -8,14 +8,12 @@ reward and loss trajectories agree to float tolerance, for mixed and mgs, under 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from launch import run_python
 from tiny_run import merged, tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -35,21 +33,7 @@ COMPARED = (
 
 
 def _launch(args: list[str], dist: str | None) -> None:
-    args = ["-m", "mgs", "train", *args]
-    if dist:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            *args,
-        ]
-    else:
-        cmd = [sys.executable, *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_python(["-m", "mgs", "train", *args], 2 if dist else None, timeout=600)
 
 
 def _metrics(run_dir: Path) -> list[dict]:
