@@ -101,15 +101,15 @@ def distributed_session(cfg: DistributedConfig, device: torch.device) -> Iterato
     """
     joined = launched_world_size() > 1 and not dist.is_initialized()
     ctx = init_distributed(cfg, device)
+    finished = False
     try:
         yield ctx
-    except BaseException:
+        finished = True
+    finally:
         if joined and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
-        raise
-    if joined and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def wrap_policy(policy: nn.Module, ctx: DistContext) -> nn.Module:
