@@ -1,6 +1,6 @@
 """Rollout seconds of the hf backend: ``generate`` against the lean ``fast`` decode loop.
 
-The tiny default's policy (``src/mgs/configs/tiny.yaml``: 3 layers, hidden 96, character
+The tiny default's policy (``src/mgs/tiny/tiny.yaml``: 3 layers, hidden 96, character
 vocabulary), randomly initialised, 24 prompts x n=4 = 96 rows in one micro-batch, 96 new tokens,
 keyed sampling at temperature 1, no stop strings (so every row runs the full length unless it
 draws EOS). Both loops run alternately ``--repeats`` times on the same seed; the rollouts are
@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from mgs.models.tiny import build_tiny_policy, build_tiny_tokenizer
     from mgs.rl.hf_generate import HFGenerateBackend
     from mgs.rl.rollout import SamplingConfig
+    from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
     from mgs.train.config import load_config
 
     torch.set_num_threads(args.threads)

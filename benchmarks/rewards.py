@@ -92,8 +92,8 @@ def bench_reward_model(data: Path, rm_path: str | None) -> None:
     prompts = [r["instruction"] for r in rows]
     responses = [r["output"] for r in rows]
     if rm_path is None:
-        from mgs.data.synthetic import preference_pairs
-        from mgs.rewards.tiny_rm import train_tiny_reward_model
+        from mgs.tiny.domains import preference_pairs
+        from mgs.tiny.reward_model import train_tiny_reward_model
 
         rm_path = tempfile.mkdtemp(prefix="tiny_rm_")
         timed(

@@ -7,7 +7,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/step.py --steps 30 --warmup 3 --threads 2 --free-running
 
 Two :class:`mgs.train.trainer.GRPOTrainer` are built from the tiny default config
-(``src/mgs/configs/tiny.yaml``) with the same seed and the same initial policy:
+(``src/mgs/tiny/tiny.yaml``) with the same seed and the same initial policy:
 
 - ``mixed``: ``strategy.name=mixed strategy.track_conflicts=false`` (one plain backward buffer,
   clipping with ``clip_grad_norm_``);
@@ -114,10 +114,11 @@ def letter_fraction(prompts, completions, **columns) -> list[float]:
 
 def build_trainers(args: argparse.Namespace):
     from mgs.rewards.router import RewardRouter
+    from mgs.tiny.warmstart import tiny_reward_model, warm_start_policy
+    from mgs.train.builder import build_trainer
     from mgs.train.config import load_config
     from mgs.train.modeling import load_policy, resolve_device
-    from mgs.train.trainer import GRPOTrainer, seed_everything
-    from mgs.train.warmstart import tiny_reward_model, warm_start_policy
+    from mgs.train.trainer import seed_everything
 
     base = ["logging.progress=false", f"num_threads={args.threads}", *args.overrides]
     cfg = load_config(None, base)
@@ -146,7 +147,7 @@ def build_trainers(args: argparse.Namespace):
     trainers = {}
     for name, c in configs.items():
         seed_everything(c.seed)
-        trainers[name] = GRPOTrainer(
+        trainers[name] = build_trainer(
             c, policy=copy.deepcopy(policy), tokenizer=tokenizer, router=router
         )
     warm_rewards(trainers["mgs"], router)

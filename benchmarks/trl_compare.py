@@ -7,7 +7,7 @@ Run from the repository root (TRL is a benchmark-only dependency)::
     .venv/bin/python benchmarks/trl_compare.py --quick    # smoke run (< 1 min)
 
 Three trainers start from the same randomly initialised tiny policy (the architecture and character
-tokenizer of ``src/mgs/configs/tiny.yaml``, built by :mod:`mgs.models.tiny`) and train on the same
+tokenizer of ``src/mgs/tiny/tiny.yaml``, built by :mod:`mgs.tiny.model`) and train on the same
 prompts (the tiny default's mixture, rendered with its template), step for step:
 
 - ``mgs``: our :class:`~mgs.train.trainer.GRPOTrainer` with the default strategy (MGS surgery);
@@ -107,8 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def our_trainers(args: argparse.Namespace, policy, tokenizer) -> dict:
     from mgs.rewards import register_reward
+    from mgs.train.builder import build_trainer
     from mgs.train.config import load_config
-    from mgs.train.trainer import GRPOTrainer, seed_everything
+    from mgs.train.trainer import seed_everything
 
     register_reward(REWARD_NAME)(letter_fraction)
     common = [
@@ -144,7 +145,7 @@ def our_trainers(args: argparse.Namespace, policy, tokenizer) -> dict:
     for name, extra in variants.items():
         cfg = load_config(None, [*common, *extra])
         seed_everything(cfg.seed)
-        trainer = GRPOTrainer(cfg, policy=copy.deepcopy(policy), tokenizer=tokenizer)
+        trainer = build_trainer(cfg, policy=copy.deepcopy(policy), tokenizer=tokenizer)
         force_length(trainer.backend)
         trainers[name] = trainer
     return trainers
@@ -311,7 +312,7 @@ def run(args: argparse.Namespace) -> dict:
     import transformers
     import trl
 
-    from mgs.models.tiny import build_tiny_policy, build_tiny_tokenizer
+    from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
     from mgs.train.config import load_config
 
     torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mgs.data.command",
         "preview a configured domain mixture: batch counts and rendered prompts",
     ),
-    "rm-train": ("mgs.rewards.rm_command", "train the tiny Bradley-Terry chat reward model"),
+    "rm-train": ("mgs.tiny.rm_command", "train the tiny Bradley-Terry chat reward model"),
     "eval": (
         "mgs.eval.command",
         "evaluate a model on benchmarks (MATH-500, IFEval, chat, tiny domains)",
@@ -48,6 +48,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Optional libraries a command may need, and how to install them.
+EXTRAS = {
+    "datasets": "pip install 'mgs[datasets]'",
+    "vllm": "pip install 'mgs[vllm]'",
+    "trl": "pip install 'mgs[trl]'",
+    "tensorboard": "pip install 'mgs[tensorboard]'",
+    "wandb": "pip install 'mgs[wandb]'",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgs",
@@ -56,16 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mgs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # command not built yet
-            raise
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+            # Listed, never silently dropped: running it says what is missing.
+            cmd.set_defaults(_run=_missing(name, exc))
+            continue
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
+
+
+def _missing(command: str, exc: ModuleNotFoundError):
+    package = (exc.name or "").split(".")[0]
+    fix = EXTRAS.get(package, f"pip install {package}" if package else "reinstall mgs")
+
+    def run(args: argparse.Namespace) -> int:
+        raise MgsError(
+            f"`mgs {command}` cannot start: the Python package {package!r} is not installed "
+            f"({exc}); install it: {fix}"
+        )
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

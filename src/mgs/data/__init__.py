@@ -9,12 +9,19 @@
 - :mod:`~mgs.data.pipeline`: :class:`DataConfig`, :func:`build_mixture` (RL prompts),
   :func:`load_demonstrations` (warm-start targets) and :func:`load_eval_prompts` (held-out
   prompts): what the trainer calls;
-- :mod:`~mgs.data.synthetic`: the tiny math / instruction-following / chat domains, with their
-  demonstrations and preference pairs;
+- :mod:`~mgs.data.generators`: the registry of generated domains (``synthetic: NAME`` sources),
+  their fixed train / held-out split and demonstrations (the built-in demo's are in
+  :mod:`mgs.tiny.domains`);
 - :mod:`~mgs.data.command`: ``mgs data``, a preview of a configured mixture.
 """
 
 from mgs.data.example import Example, Message
+from mgs.data.generators import (
+    GeneratedTask,
+    demonstrations,
+    generator_names,
+    register_generator,
+)
 from mgs.data.mixture import DomainMixture, MixtureBatch, MixtureConfig, PhaseConfig, apportion
 from mgs.data.pipeline import (
     DataConfig,
@@ -26,7 +33,6 @@ from mgs.data.pipeline import (
     load_eval_prompts,
 )
 from mgs.data.sources import PRESETS, SourceConfig, load_source
-from mgs.data.synthetic import SYNTHETIC_DOMAINS, TinyTask, demonstrations, preference_pairs
 from mgs.data.templates import (
     SHORT_ZERO_THINK_PREAMBLE,
     TEMPLATES,
@@ -39,7 +45,6 @@ from mgs.data.templates import (
 __all__ = [
     "PRESETS",
     "SHORT_ZERO_THINK_PREAMBLE",
-    "SYNTHETIC_DOMAINS",
     "TEMPLATES",
     "ZERO_THINK_PREAMBLE",
     "DataConfig",
@@ -47,21 +52,22 @@ __all__ = [
     "Demonstration",
     "DomainMixture",
     "Example",
+    "GeneratedTask",
     "Message",
     "MixtureBatch",
     "MixtureConfig",
     "PhaseConfig",
     "SourceConfig",
     "TemplateConfig",
-    "TinyTask",
     "apportion",
     "build_mixture",
     "demonstrations",
+    "generator_names",
     "load_demonstrations",
     "load_domains",
     "load_eval_prompts",
     "load_source",
-    "preference_pairs",
+    "register_generator",
     "render_examples",
     "render_prompt",
 ]

@@ -16,7 +16,6 @@ from typing import Any
 from mgs.errors import ConfigError
 
 _SHOWN_CHARS = 600  # a rendered prompt longer than this is cut in the preview
-TINY_DEFAULT = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +57,10 @@ def load_data_config(path: str | None, overrides: list[str]) -> Any:
     ``data:`` section) with overrides applied."""
     from mgs.data.pipeline import DataConfig
     from mgs.dataclass_config import apply_overrides, from_dict, load_yaml
+    from mgs.tiny import DEFAULT_CONFIG
 
     # No file: the data section of the embedded tiny default, i.e. what `mgs train` trains on.
-    data = load_yaml(path if path is not None else TINY_DEFAULT)
+    data = load_yaml(path if path is not None else DEFAULT_CONFIG)
     section: dict[str, Any] = data.get("data") or {}
     if path is not None:
         data_keys = {f.name for f in dataclasses.fields(DataConfig)}
@@ -88,7 +88,7 @@ def config_help() -> list[tuple[str, str, str]]:
 
 def _tokenizer(path: str | None) -> Any:
     if path is None:
-        from mgs.models.tiny import build_tiny_tokenizer
+        from mgs.tiny.model import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
     if not Path(path).is_dir():

@@ -25,7 +25,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -194,23 +194,55 @@ class MixtureBatch:
             out.setdefault(ex.domain, []).append(ex)
         return out
 
-    def shard(self, rank: int, world_size: int) -> list[Example]:
-        """This rank's share: every ``world_size``-th prompt of each domain, starting at ``rank``.
+    def deal(self, domains: list[str], rank: int, world_size: int) -> RankShare:
+        """This rank's share of the batch, padded so that every rank runs the same schedule.
 
-        Every rank gets the same domains and per-domain counts within one, which keeps the
-        domain-synchronous micro-batch schedule short (the trainer pads the remainder).
+        Each domain's prompts are dealt round-robin over the ranks (rank ``r`` gets prompts
+        ``r, r + W, ...`` of that domain); a rank with fewer prompts of a domain than another
+        pads with copies of the domain's prompts, flagged invalid (no reward, zero loss weight),
+        so every rank runs the same number of prompts, rollouts and micro-batches per domain, in
+        the order of ``domains``: the domain-synchronous schedule that keeps DDP / FSDP2 from
+        mixing one rank's math gradient with another's chat gradient. A pure function of the
+        batch: every rank computes every rank's counts itself, with no collective.
         """
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}")
-        return [ex for group in self.by_domain.values() for ex in group[rank::world_size]]
+        by_domain: dict[str, list[int]] = {}
+        for i, ex in enumerate(self.examples):
+            by_domain.setdefault(ex.domain, []).append(i)
+        share = RankShare([], [], [])
+        for domain in domains:
+            pool = by_domain.get(domain, [])
+            own = pool[rank::world_size]
+            rows = -(-len(pool) // world_size)  # the most any rank has: ceil(len / W)
+            for j in range(rows):
+                index = (own or pool)[j % len(own or pool)]
+                share.examples.append(self.examples[index])
+                share.keys.append(index if j < len(own) else PAD_KEY + index)
+                share.valid.append(j < len(own))
+        return share
+
+
+# Keys of padding prompts (copies on a rank short of a domain): far from any batch index.
+PAD_KEY = 1 << 40
+
+
+@dataclass
+class RankShare:
+    """One rank's prompts of a batch: the examples, their sampling keys (index in the batch,
+    or ``PAD_KEY + index`` for a padding copy) and whether each is real (False: padding)."""
+
+    examples: list[Example]
+    keys: list[int]
+    valid: list[bool]
 
 
 class DomainMixture:
-    """Deterministic, resumable batches drawn from per-domain example pools.
+    """Deterministic batches drawn from per-domain example pools.
 
-    ``next(mixture)`` (or ``for batch in mixture``) gives the batch of the next step and advances;
-    ``mixture.batch(step)`` gives any step's batch without moving. ``state_dict()`` holds the
-    position; ``load_state_dict()`` restores it in a fresh mixture built from the same config.
+    ``mixture.batch(step)`` is a pure function of the step, so resuming needs no position: a
+    checkpoint stores only the :attr:`fingerprint` of the data and the mixture, and
+    ``check_fingerprint`` refuses a resume whose data or mixture changed.
     """
 
     def __init__(self, domains: dict[str, list[Example]], cfg: MixtureConfig) -> None:
@@ -256,7 +288,6 @@ class DomainMixture:
             if stop is not None:  # only the last phase may be unbounded
                 start = stop
         self.fingerprint = self._fingerprint()
-        self.next_step = 0
         self._names = list(domains)
         self._drawn = [np.zeros(len(domains), dtype=np.int64)]  # iid: drawn before step t
 
@@ -323,35 +354,14 @@ class DomainMixture:
             examples.extend(self.draw(domain, k) for k in range(first, first + count))
         return MixtureBatch(step, index, examples)
 
-    # ------------------------------------------------------------------------- iteration
-
-    def __iter__(self) -> DomainMixture:
-        return self
-
-    def __next__(self) -> MixtureBatch:
-        """The batch of step ``next_step``, then advance; stops at the end of a bounded schedule."""
-        if self.num_steps is not None and self.next_step >= self.num_steps:
-            raise StopIteration
-        out = self.batch(self.next_step)
-        self.next_step += 1
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint stores: the next step to draw and the fingerprint of data + mixture."""
-        return {"next_step": self.next_step, "fingerprint": self.fingerprint}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at a checkpoint's position; a changed data set or mixture is an error."""
-        if state.get("fingerprint") != self.fingerprint:
+    def check_fingerprint(self, fingerprint: str | None) -> None:
+        """A checkpoint's fingerprint must match this mixture's (same data, mixture and seed)."""
+        if fingerprint != self.fingerprint:
             raise DataError(
                 "the data or the mixture changed since this checkpoint was written (fingerprint "
-                f"{state.get('fingerprint')} != {self.fingerprint}); resume with the same sources, "
-                "mixture and seed, or start a new run"
+                f"{fingerprint} != {self.fingerprint}); resume with the same sources, mixture and "
+                "seed, or start a new run"
             )
-        step = state.get("next_step")
-        if not isinstance(step, int) or step < 0:
-            raise DataError(f"mixture state has no valid next_step (got {step!r})")
-        self.next_step = step
 
     def _fingerprint(self) -> str:
         content = {

@@ -15,42 +15,28 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mgs.data.example import Example
+from mgs.data.generators import careless_draws
 from mgs.data.mixture import DomainMixture, MixtureConfig
 from mgs.data.sources import SourceConfig, check_sources, load_source
-from mgs.data.synthetic import careless_draws
-from mgs.data.templates import SHORT_ZERO_THINK_PREAMBLE, TemplateConfig, render_examples
+from mgs.data.templates import TemplateConfig, render_examples
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError
-
-
-def tiny_sources() -> list[SourceConfig]:
-    """The embedded default: the three built-in tiny domains."""
-    return [
-        SourceConfig(domain="math", synthetic="tiny_math"),
-        SourceConfig(domain="if", synthetic="tiny_if"),
-        SourceConfig(domain="chat", synthetic="tiny_chat"),
-    ]
-
-
-def tiny_template() -> TemplateConfig:
-    """Zero-think with a one-line preamble: a character-level model spends a token per character."""
-    return TemplateConfig(name="zero_think", preamble=SHORT_ZERO_THINK_PREAMBLE)
 
 
 @dataclass
 class DataConfig:
     """Where the prompts come from, how they are rendered, and how domains are mixed.
 
-    The defaults are the embedded tiny demo; a config that names real sources should also name
-    its template (``template: {name: zero_think}`` is the paper's, with the full preamble).
+    Defaults are the paper's (zero-think template with its full preamble, prompts up to 896
+    tokens); the sources have no default: a run names its own.
     """
 
     sources: list[SourceConfig] = option(
-        default_factory=tiny_sources,
+        default_factory=list,
         help="Prompt sources, each {domain, path | synthetic, ...}; see docs/data.md.",
     )
     mixture: MixtureConfig = option(default_factory=MixtureConfig, help="Domain mixture.")
-    template: TemplateConfig = option(default_factory=tiny_template, help="Prompt template.")
+    template: TemplateConfig = option(default_factory=TemplateConfig, help="Prompt template.")
     max_prompt_tokens: int | None = option(
         896, help="Longest rendered prompt, in the policy's tokens; null: no limit."
     )
@@ -217,7 +203,7 @@ def load_demonstrations(
     ``cfg.template`` and length-checked like RL prompts. ``size``: demonstrations per source
     (None: every distinct train task once). ``careless``: the fraction of each domain's
     demonstrations that carry the careless annotator's flaw (see
-    :func:`mgs.data.synthetic.demonstrations`), at seeded positions. File sources have no
+    :func:`mgs.data.generators.demonstrations`), at seeded positions. File sources have no
     demonstrations and are skipped.
     """
     only = _synthetic_config(cfg, "train", size, None)

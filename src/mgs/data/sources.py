@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mgs.data.example import Example, to_messages
+from mgs.data.generators import SPLITS, check_generator, generate, generator_names
 from mgs.data.readers import READERS, read_records
-from mgs.data.synthetic import SPLITS, SYNTHETIC_DOMAINS, generate
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError, unknown_name
 
@@ -87,7 +87,9 @@ class SourceConfig:
     domain: str = option(help="Domain of every prompt in this source (e.g. math, chat, ifeval).")
     path: str = option("", help="Data file (.jsonl, .json, .parquet) or Hugging Face dataset.")
     synthetic: str = option(
-        "", help=f"Built-in generator instead of a file: {', '.join(SYNTHETIC_DOMAINS)}."
+        "",
+        help="A registered generator instead of a file (the built-in demo's: tiny_math, tiny_if, "
+        "tiny_chat; yours: mgs.data.register_generator).",
     )
     size: int | None = option(
         None,
@@ -134,10 +136,10 @@ class SourceConfig:
         if bool(self.path) == bool(self.synthetic):
             raise ConfigError(
                 f"source of domain {self.domain!r} needs exactly one of path: (a data file) or "
-                f"synthetic: (one of {', '.join(SYNTHETIC_DOMAINS)})"
+                f"synthetic: (one of {', '.join(generator_names())})"
             )
-        if self.synthetic and self.synthetic not in SYNTHETIC_DOMAINS:
-            raise unknown_name("synthetic domain", self.synthetic, list(SYNTHETIC_DOMAINS))
+        if self.synthetic:
+            check_generator(self.synthetic)
         if self.format != "auto" and self.format not in READERS:
             raise unknown_name("data format", self.format, [*READERS, "auto"])
         if self.preset is not None and self.preset not in PRESETS:

@@ -192,9 +192,10 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def default_out(model: str) -> Path:
-    from mgs.eval.config import is_run_dir
+    from mgs.run_dir import RunDir
 
-    return Path(model) / "eval_results.json" if is_run_dir(model) else Path("eval_results.json")
+    run = RunDir(model)
+    return run.eval_results if run.is_trained() else Path(RunDir.EVAL_RESULTS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,11 +17,10 @@ from typing import Any, Literal
 from mgs.data.templates import TemplateConfig
 from mgs.dataclass_config import from_dict, load_yaml, option
 from mgs.errors import ConfigError
+from mgs.rewards.builtin import is_builtin
 from mgs.rewards.config import IFEvalRewardConfig, MathRewardConfig, RewardModelConfig
 from mgs.rewards.extraction import ExtractionConfig
-
-RUN_CONFIG = "config.yaml"  # what marks a run directory (beside its model/ folder)
-RUN_MODEL = "model"
+from mgs.run_dir import RunDir
 
 
 @dataclass
@@ -159,19 +158,27 @@ class EvalConfig:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    def sampling(self) -> Any:
+        """The :class:`~mgs.rl.rollout.SamplingConfig` of these settings (``samples`` per prompt)."""
+        from mgs.rl.rollout import SamplingConfig
 
-def is_run_dir(path: str | Path) -> bool:
-    """A directory written by ``mgs train``: ``config.yaml`` beside a ``model/`` folder."""
-    p = Path(path)
-    return (p / RUN_CONFIG).is_file() and (p / RUN_MODEL).is_dir()
+        return SamplingConfig(
+            n=self.samples,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
+            stop=list(self.stop),
+            seed=self.seed,
+        )
 
 
 def default_config(model: str | Path | None = None) -> EvalConfig:
     """:class:`EvalConfig` defaults for ``model``: from its run config when ``model`` is a run
     directory, else the plain defaults."""
-    if model is None or not is_run_dir(model):
+    if model is None or not RunDir(model).is_trained():
         return EvalConfig()
-    return config_from_run(load_yaml(Path(model) / RUN_CONFIG))
+    return config_from_run(load_yaml(RunDir(model).config))
 
 
 def config_from_run(run: dict[str, Any]) -> EvalConfig:
@@ -209,7 +216,7 @@ def config_from_run(run: dict[str, Any]) -> EvalConfig:
         if key in rewards:
             updates[key] = from_dict(cls, rewards[key], f"rewards.{key}")
     rm = updates.get("reward_model")
-    if rm is not None and rm.path and str(rm.path).startswith("builtin:"):
+    if rm is not None and is_builtin(rm.path):
         updates["reward_model"] = dataclasses.replace(rm, path=None)  # never resolved: no model
     return from_dict(EvalConfig, {**_plain(EvalConfig()), **updates})
 

@@ -16,11 +16,13 @@ from typing import Any
 
 from mgs.errors import ConfigError, MgsError
 from mgs.eval.benchmarks import BenchmarkSpec, LoadedBenchmark, check_file, check_unique
-from mgs.eval.config import RUN_CONFIG, RUN_MODEL, EvalConfig, default_config, is_run_dir
+from mgs.eval.config import EvalConfig, default_config
+from mgs.eval.engine import generate_completions
 from mgs.eval.result import BenchmarkResult, EvalResult
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
 from mgs.models.loading import load_tokenizer, resolve_device
 from mgs.rewards.extraction import split_completion
+from mgs.run_dir import RunDir
 
 ModelArg = str | Path | tuple[Any, Any]
 
@@ -40,11 +42,12 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise ModelLoadError(f"model directory {str(p)!r} does not exist; {fix}")
     if not p.is_dir():
         raise ModelLoadError(f"model {str(p)!r} is a file, not a directory; {fix}")
-    if is_run_dir(p):
-        p = p / RUN_MODEL
-    elif (p / RUN_CONFIG).is_file() and not (p / "config.json").is_file():
+    run = RunDir(p)
+    if run.is_trained():
+        p = run.model
+    elif run.config.is_file() and not (p / "config.json").is_file():
         raise ModelLoadError(
-            f"run directory {str(p)!r} has no {RUN_MODEL}/ folder (trained with "
+            f"run directory {str(p)!r} has no {RunDir.MODEL}/ folder (trained with "
             "logging.save_model: false?); evaluate a run that saved its model"
         )
     if not (p / "config.json").is_file():
@@ -171,18 +174,8 @@ def _run_one(
     from tqdm.auto import tqdm
 
     from mgs.rl.hf_generate import HFGenerateBackend
-    from mgs.rl.rollout import SamplingConfig
 
     examples = bench.examples
-    sampling = SamplingConfig(
-        n=cfg.samples,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        max_new_tokens=cfg.max_new_tokens,
-        stop=list(cfg.stop),
-        seed=cfg.seed,
-    )
     backend = HFGenerateBackend(
         policy,
         tokenizer,
@@ -190,24 +183,19 @@ def _run_one(
         micro_batch_size=cfg.micro_batch_size,
         decode=cfg.decode,
     )
-    per_call = max(1, cfg.micro_batch_size // cfg.samples)  # prompts per generate() call
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].prompt))  # less padding
-    completions: list[Any] = [None] * (len(examples) * cfg.samples)
     name = bench.spec.name
     with tqdm(
         total=len(examples), desc=f"{name}: generate", unit="prompt", disable=not cfg.progress
     ) as bar:
-        for lo in range(0, len(order), per_call):
-            chunk = order[lo : lo + per_call]
-            batch = backend.generate(
-                [examples[i].prompt for i in chunk],
-                sampling,
-                seed=cfg.seed,
-                keys=[prompt_key(examples[i].uid) for i in chunk],
-            )
-            for k, c in enumerate(batch.completions):  # group-contiguous: k // n is the prompt
-                completions[chunk[c.prompt_index] * cfg.samples + k % cfg.samples] = c
-            bar.update(len(chunk))
+        completions = generate_completions(
+            backend,
+            [ex.prompt for ex in examples],
+            cfg.sampling(),
+            seed=cfg.seed,
+            keys=[prompt_key(ex.uid) for ex in examples],
+            prompts_per_call=max(1, cfg.micro_batch_size // cfg.samples),
+            on_prompts_done=bar.update,
+        )
     backend.close()
     samples = []
     for j, c in enumerate(completions):

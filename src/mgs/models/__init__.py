@@ -1,17 +1,5 @@
-"""Models: the built-in tiny architecture and loading Hugging Face models by path or name."""
+"""Models: loading Hugging Face models and tokenizers by path or name, and the registry of models
+built in-process by name (``model.name: tiny``: the built-in demo's, :mod:`mgs.tiny.model`).
 
-from mgs.models.tiny import (
-    TINY_SPECIAL_TOKENS,
-    TinyModelConfig,
-    build_tiny_policy,
-    build_tiny_reward_model,
-    build_tiny_tokenizer,
-)
-
-__all__ = [
-    "TINY_SPECIAL_TOKENS",
-    "TinyModelConfig",
-    "build_tiny_policy",
-    "build_tiny_reward_model",
-    "build_tiny_tokenizer",
-]
+Importing this package is light: transformers loads when a model is built or loaded.
+"""

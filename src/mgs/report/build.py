@@ -27,6 +27,7 @@ from mgs.report.markdown import FigureRef, Section, render
 from mgs.report.rundir import Run, RunDirError, Snapshot, load_runs, load_snapshot
 from mgs.report.series import curve, has_surgery, strategy_groups, union
 from mgs.report.tables import eval_table, runs_table, strategy_table, surgery_table
+from mgs.run_dir import RunDir
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ReportResult:
 def default_out_dir(run_dirs: Sequence[str | Path]) -> Path:
     """``<run>/report`` for one run; ``reports/<UTC time>`` for several."""
     if len(run_dirs) == 1:
-        return Path(run_dirs[0]) / "report"
+        return RunDir(run_dirs[0]).report
     return Path("reports") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 

@@ -1,4 +1,5 @@
-"""``mgs compare``: train sequential / mixed / pcgrad / mgs on one config and seeds, then report."""
+"""``mgs compare``: train strategy variants (default: sequential / mixed / pcgrad / mgs) on one
+config and several seeds, then report."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="Subset of: sequential mixed pcgrad mgs (default: all four).",
+        help="Strategy variants: NAME, NAME:AGGREGATOR or NAME:AGGREGATOR@GRANULARITY, e.g. "
+        "mixed mgs mgs:pcgrad@module custom:mean@layer (default: sequential mixed pcgrad mgs).",
     )
     parser.add_argument(
         "--out",
@@ -41,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mgs.report import write_report
     from mgs.report.compare import COMPARED, run_comparison
+    from mgs.run_dir import CompareDir
     from mgs.train.config import load_config
     from mgs.train.run import run_training
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         run_training(cfg, run_dir, echo=lambda line: None)
 
     run_dirs = run_comparison(base, out, seeds=args.seeds, strategies=strategies, train=train)
-    result = write_report(run_dirs, out / "report", labels=[p.name for p in run_dirs])
+    result = write_report(run_dirs, CompareDir(out).report, labels=[p.name for p in run_dirs])
     for name in ("strategy_reward", "strategy_reward_change", "eval_reward"):
         if name in result.tables:
             print(f"\n{result.tables[name]}")

@@ -20,10 +20,8 @@ import numpy as np
 import yaml
 
 from mgs.errors import MgsError
-
-_SNAPSHOT = re.compile(r"^step_(\d+)\.npz$")
-# granularity each named strategy fixes (mirrors StrategyConfig.resolved, without importing torch)
-_FIXED_GRANULARITY = {"mixed": "global", "sequential": "global", "pcgrad": "global"}
+from mgs.run_dir import RunDir
+from mgs.strategy import strategy_key
 
 
 class RunDirError(MgsError, ValueError):
@@ -150,7 +148,7 @@ def parse_metrics(lines: list[str], source: str = "metrics.jsonl") -> tuple[Metr
 
 def load_snapshot(path: Path) -> Snapshot:
     """Read one surgery npz (``domains``, ``group_names``, ``cosine [M, K, K]``)."""
-    match = _SNAPSHOT.match(path.name)
+    step = RunDir.snapshot_step(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             domains = [str(d) for d in data["domains"]]
@@ -163,25 +161,15 @@ def load_snapshot(path: Path) -> Snapshot:
             f"{path}: cosine has shape {cosine.shape}, expected [groups, domains, domains] = "
             f"{[len(names), len(domains), len(domains)]}"
         )
-    return Snapshot(int(match.group(1)) if match else -1, domains, names, cosine)
+    return Snapshot(-1 if step is None else step, domains, names, cosine)
 
 
 def _strategy_of(config: dict[str, Any], summary: dict[str, Any] | None) -> tuple[str, str | None]:
     """``(grouping key, resolved granularity)`` from config.yaml (or summary.json)."""
     strategy = config.get("strategy")
-    strategy = strategy if isinstance(strategy, dict) else {}
-    name = str(strategy.get("name") or (summary or {}).get("strategy") or "unknown")
-    aggregator, granularity = strategy.get("aggregator"), strategy.get("granularity")
-    if name in _FIXED_GRANULARITY:
-        resolved = _FIXED_GRANULARITY[name]
-    elif name == "mgs" and strategy:
-        resolved = granularity or "tensor"
-    else:
-        resolved = granularity
-    key = name
-    if aggregator or granularity:
-        key += f" ({aggregator or 'pcgrad'}, {granularity or 'tensor'})"
-    return key, resolved
+    strategy = dict(strategy) if isinstance(strategy, dict) else {}
+    strategy.setdefault("name", (summary or {}).get("strategy"))
+    return strategy_key(strategy)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -200,9 +188,9 @@ def _not_a_run_dir(path: Path) -> RunDirError:
     if not path.is_dir():
         return RunDirError(
             f"{str(path)!r} is a file; pass the run directory `mgs train` wrote "
-            "(the folder holding metrics.jsonl)"
+            f"(the folder holding {RunDir.METRICS})"
         )
-    children = sorted(p.name for p in path.iterdir() if (p / "metrics.jsonl").is_file())
+    children = sorted(p.name for p in path.iterdir() if RunDir(p).metrics.is_file())
     hint = (
         f"; it holds {len(children)} run directories ({', '.join(children[:4])}"
         f"{', ...' if len(children) > 4 else ''}): pass them, e.g. `mgs report {path}/*`"
@@ -211,8 +199,8 @@ def _not_a_run_dir(path: Path) -> RunDirError:
     )
     found = sorted(p.name for p in path.iterdir())[:8]
     return RunDirError(
-        f"{str(path)!r} is not a run directory of `mgs train`: expected metrics.jsonl and/or "
-        f"summary.json (with config.yaml, surgery/step_*.npz), found "
+        f"{str(path)!r} is not a run directory of `mgs train`: expected {RunDir.METRICS} and/or "
+        f"{RunDir.SUMMARY} (with {RunDir.CONFIG}, {RunDir.SURGERY}/step_*.npz), found "
         f"{', '.join(found) if found else 'nothing'}{hint}"
     )
 
@@ -220,8 +208,9 @@ def _not_a_run_dir(path: Path) -> RunDirError:
 def load_run(path: str | Path, label: str | None = None) -> Run:
     """Load one run directory; raises :class:`RunDirError` when it is not one."""
     path = Path(path)
-    metrics_path, summary_path = path / "metrics.jsonl", path / "summary.json"
-    if not path.is_dir() or not (metrics_path.is_file() or summary_path.is_file()):
+    run = RunDir(path)
+    metrics_path, summary_path = run.metrics, run.summary
+    if not path.is_dir() or not run.has_run_files():
         raise _not_a_run_dir(path)
     notes: list[str] = []
     if metrics_path.is_file():
@@ -231,12 +220,12 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
         notes += more
     else:
         metrics = Metrics(np.zeros(0, dtype=np.int64), {})
-        notes.append("no metrics.jsonl: no training curves")
+        notes.append(f"no {RunDir.METRICS}: no training curves")
     summary = _read_json(summary_path)
     if summary is None:
-        notes.append("no summary.json (run unfinished?): no held-out results")
+        notes.append(f"no {RunDir.SUMMARY} (run unfinished?): no held-out results")
     config: dict[str, Any] = {}
-    config_path = path / "config.yaml"
+    config_path = run.config
     if config_path.is_file():
         try:
             loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
@@ -244,13 +233,10 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             raise RunDirError(f"{config_path} is not valid YAML: {exc}") from None
         config = loaded if isinstance(loaded, dict) else {}
     else:
-        notes.append("no config.yaml: strategy taken from summary.json, seed unknown")
+        notes.append(f"no {RunDir.CONFIG}: strategy taken from {RunDir.SUMMARY}, seed unknown")
     strategy, granularity = _strategy_of(config, summary)
     seed = config.get("seed")
-    snapshots = sorted(
-        (p for p in (path / "surgery").glob("step_*.npz") if _SNAPSHOT.match(p.name)),
-        key=lambda p: int(_SNAPSHOT.match(p.name).group(1)),  # type: ignore[union-attr]
-    )
+    snapshots = [p for _, p in run.surgery_snapshots()]
     return Run(
         path=path,
         label=label or path.name,

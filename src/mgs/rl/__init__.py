@@ -1,51 +1,44 @@
 """The RL core: group advantages, the GRPO loss, response log-probs and rollout backends.
 
-Pure building blocks the trainer calls; see docs/rl.md for the maths and the layouts.
+Pure building blocks the trainer calls; see docs/rl.md for the maths and the layouts. Names are
+imported lazily, so that importing a submodule (or ``mgs --help``) does not load torch and
+transformers.
 """
 
-from mgs.rl.advantages import ADVANTAGE_SCALES, group_advantages
-from mgs.rl.aggregation import AGGREGATION_MODES, aggregate, loss_normalizer
-from mgs.rl.hf_generate import HFGenerateBackend, completion_end
-from mgs.rl.logprobs import position_ids_from_mask, response_logprobs
-from mgs.rl.losses import (
-    KL_PENALTIES,
-    MAX_STATS,
-    GRPOLossConfig,
-    entropy_from_logits,
-    grpo_loss,
-    kl_penalty,
-    policy_loss,
-    sum_micro_batch_stats,
-)
-from mgs.rl.rollout import (
-    Completion,
-    FinishReason,
-    RolloutBackend,
-    RolloutBatch,
-    SamplingConfig,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ADVANTAGE_SCALES",
-    "AGGREGATION_MODES",
-    "KL_PENALTIES",
-    "MAX_STATS",
-    "Completion",
-    "FinishReason",
-    "GRPOLossConfig",
-    "HFGenerateBackend",
-    "RolloutBackend",
-    "RolloutBatch",
-    "SamplingConfig",
-    "aggregate",
-    "completion_end",
-    "entropy_from_logits",
-    "group_advantages",
-    "grpo_loss",
-    "kl_penalty",
-    "loss_normalizer",
-    "policy_loss",
-    "position_ids_from_mask",
-    "response_logprobs",
-    "sum_micro_batch_stats",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ADVANTAGE_SCALES": "mgs.rl.advantages",
+    "group_advantages": "mgs.rl.advantages",
+    "AGGREGATION_MODES": "mgs.rl.aggregation",
+    "aggregate": "mgs.rl.aggregation",
+    "loss_normalizer": "mgs.rl.aggregation",
+    "HFGenerateBackend": "mgs.rl.hf_generate",
+    "completion_end": "mgs.rl.hf_generate",
+    "position_ids_from_mask": "mgs.rl.logprobs",
+    "response_logprobs": "mgs.rl.logprobs",
+    "KL_PENALTIES": "mgs.rl.losses",
+    "MAX_STATS": "mgs.rl.losses",
+    "GRPOLossConfig": "mgs.rl.losses",
+    "entropy_from_logits": "mgs.rl.losses",
+    "grpo_loss": "mgs.rl.losses",
+    "kl_penalty": "mgs.rl.losses",
+    "policy_loss": "mgs.rl.losses",
+    "sum_micro_batch_stats": "mgs.rl.losses",
+    "Completion": "mgs.rl.rollout",
+    "FinishReason": "mgs.rl.rollout",
+    "RolloutBackend": "mgs.rl.rollout",
+    "RolloutBatch": "mgs.rl.rollout",
+    "SamplingConfig": "mgs.rl.rollout",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mgs.rl' has no attribute {name!r}")

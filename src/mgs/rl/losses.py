@@ -121,7 +121,7 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class GRPOLossConfig:
-    """The GRPO loss; defaults are the paper's (DESIGN.md section 3)."""
+    """The GRPO loss; defaults are the paper's (docs/method.md)."""
 
     clip_eps_low: float = option(
         0.2, help="PPO clip range below 1: the ratio is clipped at 1 - clip_eps_low."

@@ -29,7 +29,7 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass
 class SamplingConfig:
-    """How rollouts are sampled; defaults are the paper's (DESIGN.md section 3)."""
+    """How rollouts are sampled; defaults are the paper's (docs/method.md)."""
 
     n: int = option(8, help="Rollouts per prompt (the GRPO group size).")
     temperature: float = option(

@@ -1,6 +1,6 @@
 """Partition of a model's trainable parameters into *groups*, the unit of gradient surgery.
 
-Granularities (DESIGN.md section 1):
+Granularities (docs/method.md):
 
 - ``"tensor"``: every parameter tensor is its own group (the paper's code);
 - ``"module"``: every module that owns parameters (``...self_attn.q_proj``, ``...mlp.down_proj``);

@@ -1,59 +1,56 @@
-"""Checkpoints: everything needed to continue a run exactly where it stopped.
+"""Checkpoints and saved policies: everything needed to continue a run exactly where it stopped.
 
-``<run_dir>/checkpoints/step_XXXXXX/`` holds the policy as a Hugging Face directory (safetensors)
-and ``trainer_state.pt``: optimizer and scheduler state, the surgeon's step (PCGrad's random orders
-depend on it), the mixture state, and the torch / numpy / python RNG states of every rank. A
-checkpoint is written under a temporary name and renamed when complete, so a run killed mid-write
-never leaves a checkpoint that :func:`latest_checkpoint` would pick up; the last ``keep_last`` are
-kept. Everything else the trainer draws (rollout seeds, mini-batch orders) is derived from the step
-number, so a resumed run logs the same metrics, step for step, as an uninterrupted one.
+``RUN/checkpoints/step_XXXXXX/`` (:class:`~mgs.run_dir.RunDir`) holds the policy as a Hugging Face
+directory (safetensors) and ``trainer_state.pt``: optimizer and scheduler state, the gradient
+combiner's state (the surgeon's step: PCGrad's random orders depend on it), the mixture's
+fingerprint, and the torch / numpy / python RNG states of every rank. The state holds tensors and
+plain Python values only, so it loads with ``torch.load(weights_only=True)``: resuming a run
+directory from someone else cannot run code hidden in a pickle.
+
+A checkpoint is written under a temporary name and renamed when complete, so a run killed
+mid-write never leaves a checkpoint that :func:`latest_checkpoint` would pick up; the last
+``keep_last`` are kept. Everything else the trainer draws (rollout seeds, mini-batch orders) is
+derived from the step number, so a resumed run logs the same metrics, step for step, as an
+uninterrupted one. Under FSDP2 the full state dicts are gathered from the shards (a collective:
+every rank calls :func:`save_checkpoint` / :func:`save_policy`), and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from mgs.errors import ConfigError
+from mgs.run_dir import RunDir
+from mgs.train.distributed import barrier, gather_objects
+from mgs.train.modeling import unsharded_class
 
-_STEP_DIR = re.compile(r"^step_(\d{6,})$")
-STATE_FILE = "trainer_state.pt"
+if TYPE_CHECKING:
+    from mgs.train.trainer import GRPOTrainer
 
-
-def checkpoint_root(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first (temporary / partial ones are ignored)."""
-    root = checkpoint_root(run_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / STATE_FILE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
+# ----------------------------------------------------------------------------- RNG states
 
 
 def rng_state() -> dict[str, Any]:
-    state = {
+    """This process's RNG states as tensors and plain values (weights_only-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss": gauss_next},
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -62,45 +59,167 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(
-    run_dir: Path, step: int, state: dict[str, Any], save_model, keep_last: int
-) -> Path:
-    """Write checkpoint ``step`` (the number of completed steps) atomically; prune old ones.
+# ----------------------------------------------------------------------------- full state dicts
 
-    ``save_model(dir)`` writes the policy (and tokenizer) into ``dir``.
-    """
-    root = checkpoint_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".tmp-step_{step:06d}-{time.time_ns()}"
+
+def full_states(trainer: GRPOTrainer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Unsharded (model, optimizer) state dicts; a collective under FSDP2 (rank 0 gets them)."""
+    if trainer.ctx.strategy == "fsdp2":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_state_dict(trainer.policy, trainer.optimizer, options=options)
+    return trainer.policy.state_dict(), trainer.optimizer.state_dict()
+
+
+def trainer_state(
+    trainer: GRPOTrainer, next_step: int, optimizer_state: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything but the weights that a resumed run needs. Every rank must call it (the RNG
+    states of all ranks are gathered)."""
+    return {
+        "next_step": next_step,
+        "world_size": trainer.ctx.world_size,
+        "optimizer": optimizer_state,
+        "scheduler": trainer.scheduler.state_dict(),
+        "combiner": trainer.combiner.state_dict(),
+        "mixture_fingerprint": trainer.mixture.fingerprint,
+        "rng": gather_objects(rng_state()),  # one per rank
+    }
+
+
+def write_model(trainer: GRPOTrainer, path: Path, model_state: dict[str, Any]) -> None:
+    """The policy (with ``model_state``'s weights) and its tokenizer as a Hugging Face directory."""
+    trainer.policy.save_pretrained(path, state_dict=model_state, safe_serialization=True)
+    trainer.tokenizer.save_pretrained(path)
+
+
+def save_policy(trainer: GRPOTrainer, path: Path) -> None:
+    """The policy as a Hugging Face directory (safetensors) on rank 0; every rank calls it."""
+    model_state, _ = full_states(trainer)
+    if trainer.ctx.is_main:
+        write_model(trainer, path, model_state)
+    barrier()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(trainer: GRPOTrainer, run: RunDir, next_step: int) -> Path | None:
+    """Write the checkpoint after ``next_step`` completed steps (rank 0 writes; every rank must
+    call it). Returns its directory on rank 0, None on the others."""
+    model_state, optimizer_state = full_states(trainer)
+    state = trainer_state(trainer, next_step, optimizer_state)
+    path = None
+    if trainer.ctx.is_main:
+        path = write_checkpoint(
+            run,
+            next_step,
+            state,
+            lambda d: write_model(trainer, d, model_state),
+            trainer.cfg.logging.keep_checkpoints,
+        )
+    barrier()
+    return path
+
+
+def write_checkpoint(run: RunDir, step: int, state: dict[str, Any], save_model, keep_last: int):
+    """Write checkpoint ``step`` atomically and prune old ones; ``save_model(dir)`` writes the
+    policy (and tokenizer) into ``dir``."""
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    final = run.checkpoint(step)
+    tmp = run.checkpoint_tmp(step, time.time_ns())
     tmp.mkdir()
     try:
-        save_model(tmp / "model")
-        torch.save(state, tmp / STATE_FILE)
+        save_model(RunDir.checkpoint_model(tmp))
+        torch.save(state, RunDir.checkpoint_state(tmp))
         if final.exists():  # a re-run of the same step after a resume: replace it
             shutil.rmtree(final)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for _, old in list_checkpoints(run_dir)[:-keep_last]:
+    for _, old in run.list_checkpoints()[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-step_*"):  # leftovers of a run killed while writing
+    for stale in run.stale_checkpoint_tmps():  # leftovers of a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    file = path / STATE_FILE
+def latest_checkpoint(run: RunDir) -> tuple[int, Path] | None:
+    found = run.list_checkpoints()
+    return found[-1] if found else None
+
+
+def load_state(checkpoint: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint directory (tensors and plain values only)."""
+    file = RunDir.checkpoint_state(checkpoint)
     if not file.is_file():
-        raise ConfigError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+        raise ConfigError(f"{checkpoint} is not a complete checkpoint (no {file.name})")
     # mmap: every rank reads this file (the full optimizer state, 2x the fp32 weights); mapped,
     # the ranks of a node share one page-cache copy instead of each holding its own, and under
     # FSDP2 each keeps only its shard once the optimizer has loaded it.
-    return torch.load(file, map_location="cpu", weights_only=False, mmap=True)
+    return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+
+
+def restore(trainer: GRPOTrainer, checkpoint: Path) -> int:
+    """Load a checkpoint's weights and state into ``trainer``; returns the next step to run."""
+    state = load_state(checkpoint)
+    if state.get("world_size", 1) != trainer.ctx.world_size:
+        raise ConfigError(
+            f"the checkpoint was written by {state.get('world_size', 1)} ranks and this run has "
+            f"{trainer.ctx.world_size}; resume with the same number of ranks"
+        )
+    trainer.mixture.check_fingerprint(state.get("mixture_fingerprint"))
+    _load_weights_and_optimizer(trainer, RunDir.checkpoint_model(checkpoint), state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.combiner.load_state_dict(state["combiner"])
+    set_rng_state(state["rng"][trainer.ctx.rank])
+    trainer.backend.sync_weights(trainer.policy)
+    return int(state["next_step"])
+
+
+def _load_weights_and_optimizer(
+    trainer: GRPOTrainer, model_dir: Path, optimizer_state: dict[str, Any]
+) -> None:
+    if trainer.ctx.strategy != "fsdp2":
+        trainer.policy.load_state_dict(_saved_weights(trainer.policy, model_dir))
+        trainer.optimizer.load_state_dict(optimizer_state)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    # As at start-up: rank 0 reads the weights, every rank receives its shards.
+    full = _saved_weights(trainer.policy, model_dir) if trainer.ctx.is_main else {}
+    set_model_state_dict(
+        trainer.policy,
+        full,
+        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
+    )
+    del full
+    set_optimizer_state_dict(
+        trainer.policy,
+        trainer.optimizer,
+        optimizer_state,
+        options=StateDictOptions(full_state_dict=True),
+    )
+
+
+def _saved_weights(policy: torch.nn.Module, model_dir: Path) -> dict[str, torch.Tensor]:
+    """The full state dict of a policy saved in ``model_dir`` (read into host memory)."""
+    loaded = unsharded_class(policy).from_pretrained(
+        model_dir, dtype=next(policy.parameters()).dtype
+    )
+    return loaded.state_dict()

@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         "-c",
         default=None,
-        help="Run config (YAML). Default: the embedded tiny default (src/mgs/configs/tiny.yaml).",
+        help="Run config (YAML). Default: the built-in demo (src/mgs/tiny/tiny.yaml).",
     )
     parser.add_argument(
         "overrides",
@@ -59,20 +59,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key} = {default}\n    {text}")
         return 0
     if args.resume:
-        from pathlib import Path
-
         from mgs.errors import ConfigError
+        from mgs.run_dir import RunDir
 
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
+        run = RunDir(args.resume)
+        if not run.config.is_file():
             raise ConfigError(
-                f"--resume {run_dir}: no config.yaml there; pass the run directory of an earlier `mgs train`"
+                f"--resume {run}: no {RunDir.CONFIG} there; pass the run directory of an earlier "
+                "`mgs train`"
             )
         if args.config:
             raise ConfigError(
                 "--resume uses the run's own config.yaml; drop --config (overrides are allowed)"
             )
-        cfg = load_config(run_dir / "config.yaml", args.overrides)
+        cfg = load_config(run.config, args.overrides)
     else:
         cfg = load_config(args.config, args.overrides)
     if args.print_config:

@@ -3,14 +3,16 @@
 ``mgs train --help-config`` prints every key with its default and help string (from
 :func:`mgs.dataclass_config.describe`). Sections:
 
-- ``model``: the policy (a Hugging Face path / name, or ``tiny`` for the built-in architecture);
+- ``model``: the policy (a Hugging Face path / name, or ``tiny``, the built-in demo's model);
 - ``data``: prompt sources, template and domain mixture (:mod:`mgs.data`);
 - ``rewards``: the reward of each domain (:mod:`mgs.rewards`);
 - ``rollout``: sampling (:class:`mgs.rl.SamplingConfig`) and the generation backend;
 - ``grpo``: advantages, the loss (:class:`mgs.rl.GRPOLossConfig`), mini- and micro-batches;
-- ``strategy``: sequential / mixed / pcgrad / mgs, or any aggregator x granularity;
+- ``strategy``: sequential / mixed / pcgrad / mgs, or any aggregator x granularity
+  (:mod:`mgs.strategy`);
 - ``optim``: AdamW and the learning-rate schedule;
-- ``warmstart``: supervised warm-start and the tiny reward model (built-in domains);
+- ``warmstart``: supervised warm-start and the tiny reward model (the built-in demo,
+  :mod:`mgs.tiny`);
 - ``eval``: the held-out evaluation before and after RL;
 - ``logging``: run directory, metrics files, TensorBoard / W&B.
 """
@@ -24,19 +26,15 @@ from typing import Any, Literal
 from mgs.data.pipeline import DataConfig
 from mgs.dataclass_config import apply_overrides, from_dict, load_yaml, option
 from mgs.errors import ConfigError
-from mgs.models.tiny import TinyModelConfig
-from mgs.rewards.config import RewardModelConfig, RewardsConfig
+from mgs.models.registry import is_builtin_model
+from mgs.rewards.config import RewardsConfig
 from mgs.rl.losses import GRPOLossConfig
 from mgs.rl.rollout import SamplingConfig
 from mgs.rl.vllm_engine import VLLMConfig
-from mgs.surgery.aggregators import available_aggregators
-from mgs.surgery.groups import GRANULARITIES
+from mgs.strategy import StrategyConfig, check_schedule
+from mgs.tiny import DEFAULT_CONFIG
+from mgs.tiny.config import TinyModelConfig, WarmStartConfig
 from mgs.train.distributed import DistributedConfig
-
-# rewards.reward_model.path value that means: the tiny chat reward model, trained and cached.
-TINY_REWARD_MODEL = "builtin:tiny"
-STRATEGIES = ("mixed", "sequential", "pcgrad", "mgs", "custom")
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 
 
 @dataclass
@@ -44,9 +42,8 @@ class ModelConfig:
     """The policy model."""
 
     name: str = option(
-        "tiny",
-        help="`tiny` (the built-in Qwen2 with a character tokenizer, built in-process) or a "
-        "Hugging Face model directory / hub name loaded with AutoModelForCausalLM.",
+        help="A Hugging Face model directory / hub name (loaded with AutoModelForCausalLM), or a "
+        "model built in-process: tiny (the built-in demo's Qwen2 with a character tokenizer).",
     )
     tiny: TinyModelConfig = option(
         default_factory=TinyModelConfig, help="Size of the built-in tiny model (name: tiny)."
@@ -121,79 +118,6 @@ class GRPOConfig:
 
 
 @dataclass
-class StrategyConfig:
-    """How the domains' gradients are combined (DESIGN.md section 2).
-
-    mixed: summed gradient of mixed batches; sequential: domain phases (data.mixture.phases),
-    summed gradient; pcgrad: PCGrad on the whole gradient ("global surgery"); mgs: PCGrad inside
-    every group (default granularity: tensor, as the paper's code); custom: any aggregator x
-    granularity.
-    """
-
-    name: str = option("mgs", help=f"One of: {', '.join(STRATEGIES)}.")
-    aggregator: str | None = option(
-        None, help="custom (or override): sum, mean, pcgrad, or a registered aggregator."
-    )
-    granularity: str | None = option(
-        None, help="custom (or override for mgs): tensor, module, layer or global."
-    )
-    track_conflicts: bool = option(
-        True,
-        help="mixed / sequential: still keep per-domain gradients to log their conflicts "
-        "(the same update; costs the surgery's memory). false: one plain backward buffer.",
-    )
-    buffer_dtype: Literal["auto", "float32", "bfloat16"] = option(
-        "auto", help="dtype of the per-domain gradient buffers (auto: the parameters' dtype)."
-    )
-    seed: int = option(0, help="Seed of PCGrad's random domain orders.")
-
-    def __post_init__(self) -> None:
-        if self.name not in STRATEGIES:
-            raise ConfigError(
-                f"strategy.name {self.name!r} is unknown; write one of: {', '.join(STRATEGIES)}"
-            )
-        if self.aggregator is not None and self.aggregator not in available_aggregators():
-            raise ConfigError(
-                f"strategy.aggregator {self.aggregator!r} is unknown; write one of: "
-                f"{', '.join(available_aggregators())}"
-            )
-        if self.granularity is not None and self.granularity not in GRANULARITIES:
-            raise ConfigError(
-                f"strategy.granularity {self.granularity!r} is unknown; write one of: "
-                f"{', '.join(GRANULARITIES)}"
-            )
-        if self.name == "custom" and (self.aggregator is None or self.granularity is None):
-            raise ConfigError(
-                "strategy.name: custom needs strategy.aggregator and strategy.granularity, e.g. "
-                "aggregator: pcgrad, granularity: layer"
-            )
-        if self.name in ("mixed", "sequential", "pcgrad") and (self.aggregator or self.granularity):
-            raise ConfigError(
-                f"strategy {self.name!r} fixes its aggregator and granularity; to choose them use "
-                "strategy.name: mgs (PCGrad, any granularity) or custom"
-            )
-
-    def resolved(self) -> tuple[str, str]:
-        """``(aggregator, granularity)`` this strategy uses."""
-        defaults = {
-            "mixed": ("sum", "global"),
-            "sequential": ("sum", "global"),
-            "pcgrad": ("pcgrad", "global"),
-            "mgs": ("pcgrad", "tensor"),
-            "custom": (self.aggregator, self.granularity),
-        }
-        agg, gran = defaults[self.name]
-        if self.name == "mgs":
-            agg, gran = self.aggregator or agg, self.granularity or gran
-        return str(agg), str(gran)
-
-    @property
-    def needs_surgeon(self) -> bool:
-        aggregator, _ = self.resolved()
-        return aggregator != "sum" or self.track_conflicts
-
-
-@dataclass
 class OptimConfig:
     """AdamW and its schedule (the paper: lr 1e-6 constant, weight decay 0.01, clip 1.0)."""
 
@@ -217,45 +141,11 @@ class OptimConfig:
 
 
 @dataclass
-class SFTConfig:
-    """Supervised warm-start on the built-in domains' demonstrations."""
+class HeldOutConfig:
+    """Held-out evaluation on every domain, before and after RL (the ``eval`` section).
 
-    steps: int = option(0, help="Optimizer steps of supervised fine-tuning; 0 skips it.")
-    batch_size: int = option(32, help="Demonstrations per step.")
-    lr: float = option(3e-3, help="AdamW learning rate (constant after a short warm-up).")
-    demonstrations: int = option(2000, help="Demonstrations generated per built-in domain.")
-    careless_fraction: float = option(
-        0.0,
-        help="Fraction of each built-in domain's demonstrations written carelessly, with one "
-        "flaw the domain's reward catches (math: answer not boxed; if: first instruction "
-        "forgotten; chat: 'I do not know.'): the warm start then slips at about this rate, "
-        "and RL has something to fix on every domain.",
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.careless_fraction <= 1.0:
-            raise ConfigError(
-                f"warmstart.sft.careless_fraction must lie in [0, 1], got {self.careless_fraction}"
-            )
-
-
-@dataclass
-class WarmStartConfig:
-    """What happens before RL: supervised warm-start and the tiny reward model, both cached."""
-
-    sft: SFTConfig = option(default_factory=SFTConfig, help="Supervised warm-start.")
-    reward_model_pairs: int = option(
-        3000,
-        help="Preference pairs for the tiny chat reward model (reward_model.path: builtin:tiny).",
-    )
-    cache_dir: str = option(
-        ".mgs_cache", help="Where warm-start artefacts are cached (keyed by their config)."
-    )
-
-
-@dataclass
-class EvalConfig:
-    """Held-out evaluation on every domain, before and after RL."""
+    Runs on the generated domains' held-out prompts with the training's own rewards, through the
+    same engine as ``mgs eval`` (:mod:`mgs.eval.engine`)."""
 
     prompts_per_domain: int = option(64, help="Held-out prompts per domain; 0 disables it.")
     samples: int = option(1, help="Completions per prompt (reward averaged over them).")
@@ -294,22 +184,20 @@ class LoggingConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything ``mgs train`` needs."""
+    """Everything ``mgs train`` needs. Only the model and the data sources have no default."""
 
+    model: ModelConfig = option(help="The policy.")
     steps: int = option(100, help="Optimizer steps of RL (rollout batches).")
     seed: int = option(0, help="Global seed (model init, sampling, PCGrad orders).")
     num_threads: int = option(0, help="torch CPU threads (0: torch's default).")
-    model: ModelConfig = option(default_factory=ModelConfig, help="The policy.")
     data: DataConfig = option(default_factory=DataConfig, help="Prompts and mixture.")
-    rewards: RewardsConfig = option(
-        default_factory=lambda: _tiny_rewards(), help="Rewards by domain."
-    )
+    rewards: RewardsConfig = option(default_factory=RewardsConfig, help="Rewards by domain.")
     rollout: RolloutConfig = option(default_factory=RolloutConfig, help="Generation.")
     grpo: GRPOConfig = option(default_factory=GRPOConfig, help="GRPO.")
     strategy: StrategyConfig = option(default_factory=StrategyConfig, help="Gradient strategy.")
     optim: OptimConfig = option(default_factory=OptimConfig, help="Optimizer.")
     warmstart: WarmStartConfig = option(default_factory=WarmStartConfig, help="Warm-start.")
-    eval: EvalConfig = option(default_factory=EvalConfig, help="Held-out evaluation.")
+    eval: HeldOutConfig = option(default_factory=HeldOutConfig, help="Held-out evaluation.")
     logging: LoggingConfig = option(default_factory=LoggingConfig, help="Logging.")
     distributed: DistributedConfig = option(
         default_factory=DistributedConfig, help="DDP / FSDP2 under torchrun."
@@ -318,24 +206,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
-        if self.strategy.name == "sequential" and not self.data.mixture.phases:
+        if not self.data.sources:
             raise ConfigError(
-                "strategy sequential needs data.mixture.phases, e.g. "
-                "[{proportions: {math: 1}, steps: 50}, {proportions: {chat: 1}}]"
+                "data.sources is empty; list at least one source, e.g. "
+                "[{domain: math, path: data/math_train.jsonl, preset: math}] (docs/data.md)"
             )
-        if (
-            self.strategy.name != "sequential"
-            and self.data.mixture.phases
-            and len(self.data.mixture.phases) > 1
-        ):
+        check_schedule(self.strategy, self.data.mixture)
+        if self.rollout.backend == "vllm" and is_builtin_model(self.model.name):
             raise ConfigError(
-                f"data.mixture.phases is a sequential schedule but strategy.name is "
-                f"{self.strategy.name!r}; use strategy.name: sequential or data.mixture.proportions"
-            )
-        if self.rollout.backend == "vllm" and self.model.name == "tiny":
-            raise ConfigError(
-                "rollout.backend: vllm needs a Hugging Face model directory in model.name; the tiny "
-                "model is built in-process: use rollout.backend: hf"
+                f"rollout.backend: vllm needs a Hugging Face model directory in model.name; "
+                f"{self.model.name!r} is built in-process: use rollout.backend: hf"
             )
         routed = set(self.rewards.routes)
         for source in self.data.sources:
@@ -346,15 +226,9 @@ class TrainConfig:
                 )
 
 
-def _tiny_rewards() -> RewardsConfig:
-    return RewardsConfig(
-        routes={"math": "math", "if": "ifeval", "chat": "reward_model"},
-        reward_model=RewardModelConfig(path=TINY_REWARD_MODEL),
-    )
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """The tiny default (``path=None``) or a YAML file, with ``key=value`` overrides applied."""
+    """The built-in demo's config (``path=None``: ``mgs/tiny/tiny.yaml``) or a YAML file, with
+    ``key=value`` overrides applied."""
     data: dict[str, Any] = load_yaml(path if path is not None else DEFAULT_CONFIG)
     data = apply_overrides(data, overrides or [])
     return from_dict(TrainConfig, data)

@@ -5,7 +5,8 @@ batch's prompts (the same domains on every rank, each domain spread evenly), and
 a *domain-synchronous* schedule: every rank back-propagates the same domain at the same micro-step,
 with the same number of micro-batches per domain (a rank with fewer prompts of a domain pads with
 copies whose loss weight is zero), so DDP's all-reduce / FSDP2's reduce-scatter never mixes one
-rank's math gradient with another's chat gradient (DESIGN.md section 1).
+rank's math gradient with another's chat gradient (docs/method.md, the domain-synchronous
+schedule).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mgs.errors import ConfigError
+from mgs.run_dir import RunDir
 
 
 class MetricsWriter:
@@ -22,15 +23,15 @@ class MetricsWriter:
 
     def __init__(
         self,
-        run_dir: Path,
+        run: RunDir,
         *,
         tensorboard: bool = False,
         enabled: bool = True,
         wandb_project: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / "metrics.jsonl"
+        self.run = run
+        self.path = run.metrics
         self.enabled = enabled  # False on ranks other than 0: every call is a no-op
         self._file = self.path.open("a", encoding="utf-8") if enabled else None
         self._tb = None
@@ -44,7 +45,7 @@ class MetricsWriter:
                 raise ConfigError(
                     "logging.tensorboard needs the tensorboard package: pip install 'mgs[tensorboard]'"
                 ) from None
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self._tb = SummaryWriter(str(run.tensorboard))
         if wandb_project:
             try:
                 import wandb
@@ -52,7 +53,7 @@ class MetricsWriter:
                 raise ConfigError(
                     "logging.wandb_project needs the wandb package: pip install 'mgs[wandb]'"
                 ) from None
-            self._wandb = wandb.init(project=wandb_project, dir=str(run_dir), config=config or {})
+            self._wandb = wandb.init(project=wandb_project, dir=str(run.path), config=config or {})
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if self._file is None:
@@ -67,14 +68,12 @@ class MetricsWriter:
         if self._wandb is not None:
             self._wandb.log(metrics, step=step)
 
-    def save_arrays(
-        self, step: int, arrays: dict[str, np.ndarray], kind: str = "surgery"
-    ) -> Path | None:
+    def save_surgery(self, step: int, arrays: dict[str, np.ndarray]) -> Path | None:
+        """The per-group surgery arrays of ``step`` as ``surgery/step_XXXXXX.npz``."""
         if self._file is None:
             return None
-        folder = self.run_dir / kind
-        folder.mkdir(exist_ok=True)
-        path = folder / f"step_{step:06d}.npz"
+        path = self.run.surgery_snapshot(step)
+        path.parent.mkdir(exist_ok=True)
         np.savez_compressed(path, **arrays)
         return path
 
@@ -95,22 +94,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The metrics of a run directory, one dict per step."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist: is {run_dir} a run directory of `mgs train`?")
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-
-
-def truncate_metrics(run_dir: Path, next_step: int) -> int:
+def truncate_metrics(run: RunDir, next_step: int) -> int:
     """Drop the lines of steps >= ``next_step`` (logged after the checkpoint a run resumes from).
 
     Returns how many lines were dropped. Written to a temporary file, then renamed.
     """
-    path = run_dir / "metrics.jsonl"
+    path = run.metrics
     if not path.is_file():
         return 0
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -23,7 +23,7 @@ from torch import nn
 
 from mgs.errors import ConfigError
 from mgs.models.loading import resolve_device
-from mgs.models.tiny import build_tiny_policy, build_tiny_tokenizer
+from mgs.models.registry import builtin_model
 from mgs.train.config import ModelConfig
 from mgs.train.distributed import DistContext, shard_module
 
@@ -46,8 +46,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def load_tokenizer_for(cfg: ModelConfig) -> Any:
     """The policy's tokenizer, left-padded (generation pads on the left), with a pad token."""
-    if cfg.name == "tiny":
-        return build_tiny_tokenizer()
+    builtin = builtin_model(cfg.name)
+    if builtin is not None:
+        return builtin.tokenizer(cfg)
     from mgs.models.loading import load_tokenizer
 
     tokenizer = _or_config_error(cfg, load_tokenizer, cfg.name)
@@ -58,11 +59,12 @@ def load_tokenizer_for(cfg: ModelConfig) -> Any:
 
 
 def load_policy(cfg: ModelConfig, device: torch.device) -> tuple[nn.Module, Any]:
-    """``(model, tokenizer)``: the tiny architecture built in-process, or ``from_pretrained``."""
+    """``(model, tokenizer)``: a builtin model built in-process, or ``from_pretrained``."""
     dtype = _DTYPES[cfg.dtype]
     tokenizer = load_tokenizer_for(cfg)
-    if cfg.name == "tiny":
-        model = build_tiny_policy(tokenizer, cfg.tiny)
+    builtin = builtin_model(cfg.name)
+    if builtin is not None:
+        model = builtin.policy(cfg, tokenizer)
     else:
         from transformers import AutoModelForCausalLM
 
@@ -84,7 +86,7 @@ def _or_config_error(cfg: ModelConfig, load, *args: Any, **kwargs: Any) -> Any:
         raise ConfigError(
             f"model.name {cfg.name!r} could not be loaded ({exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0]}); give a local Hugging Face model directory, a hub "
-            "name reachable from this machine, or `tiny`"
+            "name reachable from this machine, or a builtin model (tiny)"
         ) from None
 
 

@@ -1,43 +1,71 @@
-"""``run_training``: warm-start -> held-out eval -> GRPO -> held-out eval -> saved policy."""
+"""``run_training``: a whole ``mgs train`` run, as named phases.
+
+1. :func:`prepare_reward_model`: a built-in reward model (``builtin:tiny``) is trained or loaded
+   from its cache, and the config then points at its directory;
+2. :func:`prepare_run_dir`: the run directory gets its ``config.yaml`` (not on resume);
+3. :func:`warm_started_policy`: the policy is loaded (FSDP2: on rank 0 only) and warm-started by
+   SFT when ``warmstart.sft.steps`` asks for it (the built-in demo's, cached);
+4. :func:`~mgs.train.builder.build_trainer`, then :func:`resume_trainer` on ``--resume``;
+5. :func:`evaluate_before` / the held-out evaluation after: mean reward per domain;
+6. :func:`train_loop`: the RL steps, with metrics, surgery snapshots and checkpoints;
+7. :func:`finish`: the final policy, ``summary.json`` and the before / after table.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mgs.data.pipeline import load_eval_prompts
-from mgs.train.checkpoint import latest_checkpoint, load_state
-from mgs.train.config import TINY_REWARD_MODEL, TrainConfig
+from mgs.dataclass_config import to_dict
+from mgs.eval.heldout import DomainRewards, evaluate_heldout, format_table
+from mgs.rewards.builtin import builtin_provider, is_builtin
+from mgs.run_dir import RunDir
+from mgs.strategy import describe_strategy
+from mgs.train.builder import build_trainer
+from mgs.train.checkpoint import latest_checkpoint, restore, save_checkpoint, save_policy
+from mgs.train.config import TrainConfig
 from mgs.train.distributed import DistContext, barrier, distributed_session, gather_objects
-from mgs.train.evaluate import evaluate_domains, format_table
 from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy_for, resolve_device
-from mgs.train.trainer import (
-    GRPOTrainer,
-    default_run_dir,
-    prepare_run_dir,
-    seed_everything,
-    train_loop,
-    write_summary,
-)
-from mgs.train.warmstart import tiny_reward_model, warm_start_policy
+from mgs.train.trainer import GRPOTrainer, seed_everything
 
-log = logging.getLogger(__name__)
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Session:
+    """What every phase of a run shares."""
+
+    cfg: TrainConfig
+    run: RunDir
+    ctx: DistContext
+    device: torch.device
+    echo: Echo
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        tick = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - tick
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("runs") / f"{stamp}-{cfg.strategy.name}"
 
 
 def run_training(
-    cfg: TrainConfig,
-    run_dir: str | Path | None = None,
-    echo: Callable[[str], None] = print,
-    *,
-    resume: bool = False,
+    cfg: TrainConfig, run_dir: str | Path | None = None, echo: Echo = print, *, resume: bool = False
 ) -> dict[str, Any]:
     """Train as configured; returns (and writes to ``run_dir/summary.json``) the results.
 
@@ -49,147 +77,199 @@ def run_training(
     hf_logging.disable_progress_bar()  # "Writing model shards" bars between our own output
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    run_dir = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
+    path = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
     seed_everything(cfg.seed)
     device = resolve_device(cfg.model.device)
     with distributed_session(cfg.distributed, device) as ctx:
-        return _train(cfg, run_dir, ctx, device, echo, resume, started)
+        run = RunDir(gather_objects(str(path))[0])  # every rank uses rank 0's (its timestamp)
+        session = Session(cfg, run, ctx, device, echo if ctx.is_main else _silent)
+        summary = _train(session, resume)
+    summary["seconds"]["total"] = time.perf_counter() - started
+    if ctx.is_main:
+        finish(session, summary)
+    return summary
 
 
-def _train(
-    cfg: TrainConfig,
-    run_dir: Path,
-    ctx: DistContext,
-    device: torch.device,
-    echo: Callable[[str], None],
-    resume: bool,
-    started: float,
-) -> dict[str, Any]:
-    """The body of :func:`run_training`, inside the run's process group (if any)."""
-    run_dir = Path(gather_objects(str(run_dir))[0])  # every rank uses rank 0's (its timestamp)
-    if not ctx.is_main:
-        echo = _silent
-    timings: dict[str, float] = {}
-    if ctx.enabled and not ctx.is_main:
+def _train(s: Session, resume: bool) -> dict[str, Any]:
+    """Phases 1-6 inside the run's process group; returns the summary."""
+    if s.ctx.enabled and not s.ctx.is_main:
         barrier()  # let rank 0 fill the warm-start caches first
-
-    tick = time.perf_counter()
-    if (
-        cfg.rewards.reward_model.path == TINY_REWARD_MODEL
-        and "reward_model" in cfg.rewards.routes.values()
-    ):
-        rm_path = tiny_reward_model(cfg, echo)
-        cfg = dataclasses.replace(
-            cfg,
-            rewards=dataclasses.replace(
-                cfg.rewards,
-                reward_model=dataclasses.replace(cfg.rewards.reward_model, path=str(rm_path)),
-            ),
-        )
-    timings["reward_model"] = time.perf_counter() - tick
-    if not resume and ctx.is_main:
-        prepare_run_dir(cfg, run_dir)
-    echo(f"run directory: {run_dir}")
-
-    tick = time.perf_counter()
-    # FSDP2: the full weights on rank 0 only (in host memory); the other ranks get their shards
-    # from it in GRPOTrainer, so only rank 0 warm-starts (the others would load the same cache).
-    policy, tokenizer = load_policy_for(cfg.model, device, ctx)
-    if policy is not None:
-        warm_start_policy(cfg, policy, tokenizer, device, echo)
-    timings["warm_start"] = time.perf_counter() - tick
-    if ctx.enabled and ctx.is_main:
+    with s.timed("reward_model"):
+        s.cfg = prepare_reward_model(s.cfg, s.echo)
+    if not resume and s.ctx.is_main:
+        prepare_run_dir(s.cfg, s.run)
+    s.echo(f"run directory: {s.run}")
+    with s.timed("warm_start"):
+        policy, tokenizer = warm_started_policy(s)
+    if s.ctx.enabled and s.ctx.is_main:
         barrier()
-
-    trainer = GRPOTrainer(cfg, policy=policy, tokenizer=tokenizer)
+    trainer = build_trainer(s.cfg, s.ctx, policy=policy, tokenizer=tokenizer)
     del policy  # FSDP2: rank 0's full copy; the trainer holds this rank's shards
-    for line in trainer.data_report.lines():
-        echo(f"data: {line}")
-    aggregator, granularity = cfg.strategy.resolved()
-    echo(
-        f"strategy: {cfg.strategy.name} (aggregator {aggregator}, granularity {granularity}); "
-        f"domains: {', '.join(trainer.domains)}; {cfg.steps} steps x "
-        f"{cfg.data.mixture.batch_size} prompts x {cfg.rollout.sampling.n} rollouts"
-    )
-    start_step = 0
-    if resume:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            echo("resume: no complete checkpoint yet; starting from step 0")
-        else:
-            start_step = trainer.load_state_dict(load_state(found[1]), found[1] / "model")
-            echo(f"resume: continuing from {found[1]} (step {start_step})")
-        if ctx.is_main:
-            truncate_metrics(run_dir, start_step)
+    announce(s, trainer)
+    start_step = resume_trainer(s, trainer) if resume else 0
     writer = MetricsWriter(
-        run_dir,
-        enabled=ctx.is_main,
-        tensorboard=cfg.logging.tensorboard,
-        wandb_project=cfg.logging.wandb_project,
+        s.run,
+        enabled=s.ctx.is_main,
+        tensorboard=s.cfg.logging.tensorboard,
+        wandb_project=s.cfg.logging.wandb_project,
     )
     try:
-        per_domain = (
-            load_eval_prompts(cfg.data, tokenizer, cfg.eval.prompts_per_domain)
-            if cfg.eval.prompts_per_domain
-            else {}
-        )
-        heldout = [ex for pool in per_domain.values() for ex in pool]
-
-        def evaluate(tag: str) -> dict[str, dict[str, float]]:
-            tick = time.perf_counter()
-            result = evaluate_domains(
-                trainer.backend,
-                trainer.router,
-                heldout,
-                cfg.rollout.sampling,
-                samples=cfg.eval.samples,
-                temperature=cfg.eval.temperature,
-                seed=cfg.seed + 99,
-            )
-            timings[f"eval_{tag}"] = time.perf_counter() - tick
-            return result
-
-        before_file = run_dir / "eval_before.json"
-        if resume and before_file.is_file():
-            before = json.loads(before_file.read_text())
-        else:
-            before = evaluate("before") if heldout else {}
-            if ctx.is_main:
-                before_file.write_text(json.dumps(before, indent=2) + "\n", encoding="utf-8")
-        tick = time.perf_counter()
-        train_loop(
-            trainer, writer, progress=cfg.logging.progress, start_step=start_step, run_dir=run_dir
-        )
-        timings["rl"] = time.perf_counter() - tick
-        after = evaluate("after") if heldout else {}
+        heldout = [ex for pool in heldout_prompts(s.cfg, tokenizer).values() for ex in pool]
+        before = evaluate_before(s, trainer, heldout, resume)
+        with s.timed("rl"):
+            train_loop(trainer, writer, start_step=start_step, run=s.run)
+        with s.timed("eval_after"):
+            after = _evaluate(s, trainer, heldout)
     finally:
         writer.close()
         trainer.close()
-    if cfg.logging.save_model:
-        trainer.save_policy(run_dir / "model")
-    timings["total"] = time.perf_counter() - started
-    summary = {
-        "strategy": cfg.strategy.name,
-        "steps": cfg.steps,
+    if s.cfg.logging.save_model:
+        save_policy(trainer, s.run.model)
+    return {
+        "strategy": s.cfg.strategy.name,
+        "steps": s.cfg.steps,
         "heldout_before": before,
         "heldout_after": after,
-        "seconds": timings,
+        "seconds": s.timings,
     }
-    if not ctx.is_main:
-        return summary
-    write_summary(run_dir, summary)
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def prepare_reward_model(cfg: TrainConfig, echo: Echo) -> TrainConfig:
+    """``cfg`` with a built-in reward model (``builtin:NAME``) resolved to its directory, when a
+    domain is routed to the reward model; else ``cfg`` itself."""
+    rm = cfg.rewards.reward_model
+    if not is_builtin(rm.path) or "reward_model" not in cfg.rewards.routes.values():
+        return cfg
+    path = builtin_provider(str(rm.path))(cfg, echo)
+    rewards = dataclasses.replace(cfg.rewards, reward_model=dataclasses.replace(rm, path=str(path)))
+    return dataclasses.replace(cfg, rewards=rewards)
+
+
+def prepare_run_dir(cfg: TrainConfig, run: RunDir) -> None:
+    run.path.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    run.config.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+
+
+def warm_started_policy(s: Session) -> tuple[torch.nn.Module | None, Any]:
+    """This rank's policy before sharding (FSDP2: rank 0's full model, None elsewhere) and the
+    tokenizer, warm-started by SFT when ``warmstart.sft.steps > 0`` (only rank 0 under FSDP2:
+    the other ranks receive its weights)."""
+    policy, tokenizer = load_policy_for(s.cfg.model, s.device, s.ctx)
+    if policy is not None and s.cfg.warmstart.sft.steps > 0:
+        from mgs.tiny.warmstart import warm_start_policy
+
+        warm_start_policy(s.cfg, policy, tokenizer, s.device, s.echo)
+    return policy, tokenizer
+
+
+def announce(s: Session, trainer: GRPOTrainer) -> None:
+    for line in trainer.data_report.lines():
+        s.echo(f"data: {line}")
+    cfg = s.cfg
+    s.echo(
+        f"strategy: {describe_strategy(cfg.strategy)}; domains: {', '.join(trainer.domains)}; "
+        f"{cfg.steps} steps x {cfg.data.mixture.batch_size} prompts x "
+        f"{cfg.rollout.sampling.n} rollouts"
+    )
+
+
+def resume_trainer(s: Session, trainer: GRPOTrainer) -> int:
+    """Restore the latest checkpoint of the run; returns the step to continue from."""
+    found = latest_checkpoint(s.run)
+    if found is None:
+        s.echo("resume: no complete checkpoint yet; starting from step 0")
+        start_step = 0
+    else:
+        start_step = restore(trainer, found[1])
+        s.echo(f"resume: continuing from {found[1]} (step {start_step})")
+    if s.ctx.is_main:
+        truncate_metrics(s.run, start_step)
+    return start_step
+
+
+def heldout_prompts(cfg: TrainConfig, tokenizer: Any) -> dict[str, list]:
+    """The generated domains' held-out prompts (none when ``eval.prompts_per_domain`` is 0)."""
+    if not cfg.eval.prompts_per_domain:
+        return {}
+    return load_eval_prompts(cfg.data, tokenizer, cfg.eval.prompts_per_domain)
+
+
+def evaluate_before(s: Session, trainer: GRPOTrainer, heldout: list, resume: bool) -> DomainRewards:
+    """The held-out rewards before RL (a resumed run reads the ones it wrote at its start)."""
+    if resume and s.run.eval_before.is_file():
+        return json.loads(s.run.eval_before.read_text(encoding="utf-8"))
+    with s.timed("eval_before"):
+        before = _evaluate(s, trainer, heldout)
+    if s.ctx.is_main:
+        s.run.write_json(s.run.eval_before, before)
+    return before
+
+
+def _evaluate(s: Session, trainer: GRPOTrainer, heldout: list) -> DomainRewards:
+    if not heldout:
+        return {}
+    return evaluate_heldout(
+        trainer.backend,
+        trainer.router,
+        heldout,
+        s.cfg.rollout.sampling,
+        samples=s.cfg.eval.samples,
+        temperature=s.cfg.eval.temperature,
+        seed=s.cfg.seed + 99,
+    )
+
+
+def train_loop(
+    trainer: GRPOTrainer, writer: MetricsWriter, *, start_step: int = 0, run: RunDir | None = None
+) -> None:
+    """Run RL steps ``start_step .. cfg.steps - 1`` with a progress bar of per-domain rewards,
+    writing metrics and surgery snapshots (rank 0) and checkpoints (every rank takes part)."""
+    from tqdm.auto import tqdm
+
+    cfg = trainer.cfg
+    every = cfg.logging.surgery_stats_every
+    bar = tqdm(
+        range(start_step, cfg.steps),
+        desc="GRPO",
+        disable=not cfg.logging.progress,
+        dynamic_ncols=True,
+    )
+    for step in bar:
+        out = trainer.step(step)
+        if trainer.ctx.is_main:
+            writer.log(step, out.metrics)
+            last = step == cfg.steps - 1
+            if every and out.surgery is not None and (step % every == 0 or last):
+                writer.save_surgery(step, out.surgery.arrays())
+            postfix = {d: f"{r:.2f}" for d, r in out.domain_rewards.items()}
+            if "surgery/conflict_frac" in out.metrics:
+                postfix["conflict"] = f"{out.metrics['surgery/conflict_frac']:.2f}"
+            bar.set_postfix(postfix)
+        every_ckpt, done = cfg.logging.checkpoint_every, step + 1
+        if run is not None and every_ckpt and done % every_ckpt == 0 and done < cfg.steps:
+            save_checkpoint(trainer, run, done)
+
+
+def finish(s: Session, summary: dict[str, Any]) -> None:
+    """Rank 0: ``summary.json``, the before / after table (``eval.md`` and printed)."""
+    s.run.write_json(s.run.summary, summary)
+    before, after = summary["heldout_before"], summary["heldout_after"]
     if before or after:
         table = format_table(before, after)
-        (run_dir / "eval.md").write_text(table + "\n", encoding="utf-8")
+        s.run.eval_table.write_text(table + "\n", encoding="utf-8")
         how = (
             "greedy"
-            if cfg.eval.temperature == 0
-            else f"mean of {cfg.eval.samples} samples at temperature {cfg.eval.temperature}"
+            if s.cfg.eval.temperature == 0
+            else f"mean of {s.cfg.eval.samples} samples at temperature {s.cfg.eval.temperature}"
         )
-        echo(f"\nheld-out reward per domain ({how} per prompt)")
-        echo(table)
-    echo(f"\ndone in {timings['total']:.0f} s; metrics: {run_dir / 'metrics.jsonl'}")
-    return summary
+        s.echo(f"\nheld-out reward per domain ({how} per prompt)")
+        s.echo(table)
+    s.echo(f"\ndone in {summary['seconds']['total']:.0f} s; metrics: {s.run.metrics}")
 
 
 def _silent(message: str) -> None:

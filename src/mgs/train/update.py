@@ -2,9 +2,10 @@
 
 For each mini-batch, the loss normaliser is computed over the whole mini-batch (so per-domain
 losses add up to exactly the mixed loss), then each domain's micro-batches are back-propagated
-inside ``surgeon.domain(d)``, always in the config's domain order; the surgeon combines the
-per-domain gradients (sum for mixed, PCGrad per group for mgs...) with grad-norm clipping folded
-in, and the optimizer steps. A mini-batch whose gradient is not finite is skipped and counted.
+inside ``combiner.domain(d)``, always in the config's domain order; the strategy's gradient
+combiner (:mod:`mgs.strategy.combiner`: the surgeon, or a plain sum) combines the per-domain
+gradients (sum for mixed, PCGrad per group for mgs...) with grad-norm clipping, and the optimizer
+steps. A mini-batch whose gradient is not finite is skipped and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from mgs.rl import (
     response_logprobs,
     sum_micro_batch_stats,
 )
-from mgs.surgery import GradientSurgeon, SurgeryStats
+from mgs.strategy.combiner import GradientCombiner
+from mgs.surgery import SurgeryStats
 from mgs.train.config import GRPOConfig
 from mgs.train.distributed import DistContext, all_reduce
 
@@ -59,7 +61,8 @@ def _place(rows_values: list[torch.Tensor], tensors: dict[str, torch.Tensor]) ->
 
 
 class PolicyUpdater:
-    """Runs :meth:`update` for one rollout batch; holds the policy, reference, optimizer, surgeon."""
+    """Runs :meth:`update` for one rollout batch; holds the policy, reference, optimizer and
+    the gradient combiner."""
 
     def __init__(
         self,
@@ -69,7 +72,7 @@ class PolicyUpdater:
         cfg: GRPOConfig,
         *,
         domains: list[str],
-        surgeon: GradientSurgeon | None,
+        combiner: GradientCombiner,
         reference: nn.Module | None,
         temperature: float,
         pad_token_id: int,
@@ -83,7 +86,7 @@ class PolicyUpdater:
         self.scheduler = scheduler
         self.cfg = cfg
         self.domains = domains
-        self.surgeon = surgeon
+        self.combiner = combiner
         self.reference = reference
         self.temperature = temperature if temperature > 0 else 1.0
         self.pad = pad_token_id
@@ -139,58 +142,74 @@ class PolicyUpdater:
         """``valid[r]`` False: a padding row (zero loss weight) that only keeps ranks in step."""
         result = UpdateResult()
         seconds = result.seconds
-        n_rows = len(batch)
-        valid = valid if valid is not None else [True] * n_rows
-        self._valid = valid
-        all_rows = list(range(n_rows))
-        loss_cfg = self.cfg.loss
-        on_policy = self.cfg.mini_batches == 1 and self.cfg.epochs == 1
+        self._valid = valid if valid is not None else [True] * len(batch)
         tick = time.perf_counter()
-        # Old log-probs: with one update per batch they equal the current ones (ratio 1), which
-        # saves a forward pass; otherwise computed once, before any update.
-        old = None if on_policy else self._logprobs_of(self.policy, batch, all_rows)
-        ref = None
-        if self.reference is not None and loss_cfg.kl_coef > 0:
-            ref = self._logprobs_of(self.reference, batch, all_rows)
+        old, ref = self._fixed_logprobs(batch)
         seconds["logprobs"] = time.perf_counter() - tick
         seconds.update(backward=0.0, surgery=0.0, optimizer=0.0)
         gen = torch.Generator().manual_seed(self.seed * 7919 + step)
         collected: list[dict[str, torch.Tensor]] = []
         grad_norms: list[torch.Tensor] = []
         for _epoch in range(self.cfg.epochs):
-            for mini in self._mini_batches(sample_domains, n_rows, gen):
+            for mini in self._mini_batches(sample_domains, len(batch), gen):
                 normalizer = self._normalizer(batch, mini)
                 tick = time.perf_counter()
-                self._zero_grad()
+                self.combiner.zero_grad()
                 for domain in self.domains:  # fixed order: the same on every rank
                     rows = [r for r in mini if sample_domains[r] == domain]
-                    if not rows:
-                        continue
-                    ctx = self.surgeon.domain(domain) if self.surgeon is not None else nullcontext()
-                    micros = micro_batches(rows, self.cfg.micro_batch_size)
-                    with ctx:
-                        for j, micro in enumerate(micros):
-                            # Gradients are reduced across ranks once per domain: at its last
-                            # micro-batch (every rank has the same count).
-                            with self._sync(j == len(micros) - 1):
-                                collected.append(
-                                    self._backward(batch, micro, advantages, old, ref, normalizer)
-                                )
+                    if rows:
+                        losses = (advantages, old, ref, normalizer)
+                        collected.extend(self._backward_domain(domain, batch, rows, losses))
                 seconds["backward"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                finite, grad_norm = self._combine(result)
-                grad_norms.append(grad_norm)
-                seconds["surgery"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                if finite:
-                    self.optimizer.step()
-                else:
-                    result.skipped += 1
-                self.optimizer.zero_grad(set_to_none=True)
-                seconds["optimizer"] += time.perf_counter() - tick
+                grad_norms.append(self._combine_and_step(result))
         self.scheduler.step()
         result.stats = self._reduce_stats(collected, grad_norms)
         return result
+
+    def _fixed_logprobs(self, batch: RolloutBatch):
+        """Old and reference log-probs of every row (None when not needed), before any update.
+
+        With one update per batch the old log-probs equal the current ones (ratio 1), which saves
+        a forward pass; the reference ones only exist with a KL term.
+        """
+        rows = list(range(len(batch)))
+        on_policy = self.cfg.mini_batches == 1 and self.cfg.epochs == 1
+        old = None if on_policy else self._logprobs_of(self.policy, batch, rows)
+        ref = None
+        if self.reference is not None and self.cfg.loss.kl_coef > 0:
+            ref = self._logprobs_of(self.reference, batch, rows)
+        return old, ref
+
+    def _backward_domain(self, domain: str, batch: RolloutBatch, rows: list[int], losses):
+        """Back-propagate ``domain``'s rows of a mini-batch into its gradient (micro-batched);
+        returns the micro-batches' loss statistics."""
+        advantages, old, ref, normalizer = losses
+        micros = micro_batches(rows, self.cfg.micro_batch_size)
+        stats = []
+        with self.combiner.domain(domain):
+            for j, micro in enumerate(micros):
+                # Gradients are reduced across ranks once per domain: at its last micro-batch
+                # (every rank has the same count).
+                with self._sync(j == len(micros) - 1):
+                    stats.append(self._backward(batch, micro, advantages, old, ref, normalizer))
+        return stats
+
+    def _combine_and_step(self, result: UpdateResult) -> torch.Tensor:
+        """Combine the domains' gradients (surgery + clipping) and step, unless a gradient is not
+        finite (then the mini-batch is skipped and counted); returns the gradient norm."""
+        seconds = result.seconds
+        tick = time.perf_counter()
+        combined = self.combiner.combine(self.grad_clip)
+        result.surgery = combined.surgery or result.surgery
+        seconds["surgery"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        if combined.finite:
+            self.optimizer.step()
+        else:
+            result.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        seconds["optimizer"] += time.perf_counter() - tick
+        return combined.grad_norm
 
     def _normalizer(self, batch: RolloutBatch, rows: list[int]) -> torch.Tensor:
         """The loss normaliser of a mini-batch over all ranks (padding rows excluded)."""
@@ -235,12 +254,6 @@ class PolicyUpdater:
         out["grad_norm"] = float(torch.stack([g.double().cpu() for g in grad_norms]).mean())
         return out
 
-    def _zero_grad(self) -> None:
-        if self.surgeon is not None:
-            self.surgeon.zero_grad()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-
     def _backward(self, batch, micro, advantages, old, ref, normalizer) -> dict[str, torch.Tensor]:
         t = self._tensors(batch, micro)
         want_entropy = self.cfg.loss.entropy_coef > 0
@@ -271,16 +284,3 @@ class PolicyUpdater:
         # DDP / FSDP2 average gradients over ranks; the normaliser already spans every rank.
         (loss * self.ctx.world_size).backward()
         return stats
-
-    def _combine(self, result: UpdateResult) -> tuple[bool, torch.Tensor]:
-        """Surgery (or plain clipping) into ``param.grad``; returns (finite, grad norm)."""
-        if self.surgeon is not None:
-            stats = self.surgeon.apply(max_norm=self.grad_clip)
-            result.surgery = stats
-            finite = stats.all_finite and bool(torch.isfinite(stats.grad_norm))
-            return finite, stats.grad_norm
-        params = [p for p in self.policy.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(
-            params, self.grad_clip if self.grad_clip else float("inf")
-        )
-        return bool(torch.isfinite(norm)), norm

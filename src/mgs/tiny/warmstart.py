@@ -1,6 +1,7 @@
-"""Warm-start artefacts of the embedded default, cached by their config.
+"""Warm-start artefacts of the built-in demo, cached by their config.
 
-- the supervised warm-start of the policy on the built-in domains' demonstrations;
+- the supervised warm-start of the policy on the generated domains' demonstrations
+  (``warmstart.sft``; :func:`mgs.train.sft.supervised_finetune` does the training);
 - the tiny chat reward model (``rewards.reward_model.path: builtin:tiny``), trained with a
   Bradley-Terry loss on the tiny chat domain's preference pairs.
 
@@ -17,28 +18,33 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mgs.data.pipeline import load_demonstrations
-from mgs.data.synthetic import preference_pairs
 from mgs.dataclass_config import to_dict
-from mgs.train.config import TrainConfig
+from mgs.tiny.domains import preference_pairs
 from mgs.train.sft import supervised_finetune
+
+if TYPE_CHECKING:
+    from mgs.train.config import TrainConfig
 
 # Bump when the built-in generators or the SFT recipe change, to invalidate old caches.
 WARMSTART_VERSION = 1
 
 
 def _generator_code() -> str:
-    """Hash of the built-in domains' generator code: editing it invalidates every cache."""
+    """Hash of the generators' code (the split rule and the tiny domains): editing it invalidates
+    every cache."""
     import inspect
 
-    from mgs.data import synthetic
+    from mgs.data import generators
+    from mgs.tiny import domains
 
-    return hashlib.sha256(inspect.getsource(synthetic).encode()).hexdigest()[:16]
+    code = inspect.getsource(generators) + inspect.getsource(domains)
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
 def cache_key(kind: str, payload: dict[str, Any]) -> str:
@@ -160,7 +166,7 @@ def warm_start_policy(
 
 def tiny_reward_model(cfg: TrainConfig, echo: Callable[[str], None]) -> Path:
     """The cached tiny chat reward model directory (trained on first use)."""
-    from mgs.rewards.tiny_rm import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
+    from mgs.tiny.reward_model import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
 
     n_pairs = cfg.warmstart.reward_model_pairs
     rm_cfg = TinyRMConfig()

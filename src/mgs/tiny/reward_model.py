@@ -17,8 +17,9 @@ from typing import Any
 
 from mgs.dataclass_config import option, to_dict
 from mgs.errors import ConfigError, DataError
-from mgs.models.tiny import TinyModelConfig, build_tiny_reward_model, build_tiny_tokenizer
 from mgs.rewards.reward_model import render_conversations
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_reward_model, build_tiny_tokenizer
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "rm_train_summary.json"

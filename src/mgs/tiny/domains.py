@@ -1,6 +1,7 @@
-"""Built-in tiny domains: generated prompts a 4-layer character-level model can learn on a CPU.
+"""The built-in demo's domains: generated prompts a 3-layer character-level model can learn on a CPU.
 
-Three domains that pull a policy in different directions, as real math and chat do:
+Three domains that pull a policy in different directions, as real math and chat do, registered as
+generators (:mod:`mgs.data.generators`: ``synthetic: tiny_math`` etc. in a source):
 
 - ``tiny_math``: ``What is 3 + 4?`` (or ``Compute 3 + 4.``, ``Find 3 + 4.``); single-digit sums
   and differences (never negative), answer in ``\\boxed{}``; reference ``answer`` (math-verify on
@@ -15,35 +16,23 @@ Three domains that pull a policy in different directions, as real math and chat 
   chosen is a short polite on-topic answer, rejected an off-topic, rude, empty, repetitive or
   refusing one.
 
-Every domain is a finite set of distinct tasks, split once and for all (independently of any
-seed) into ``train`` (80%) and ``eval`` (20%, the held-out prompts), so held-out prompts never
-appear in training whatever seeds a run uses. A held-out prompt is a new combination of parts the
-training prompts teach (a sum asked in another wording, a topic with another instruction or
-request): every task has a ``group`` (the sum, the topic) and the split never holds out the last
-training task of a group. Unseen digit pairs would not do: a 4-layer model memorises the addition
-table it is shown and cannot infer the missing entries in minutes. Each task carries its
-warm-start demonstration: a short completion in the zero-think format
-``<think>...</think> <response>...</response>``.
-Prompts and completions are tens of characters: the tiny tokenizer spends one token per
-character (the tags and ``\\boxed{`` are single tokens).
+A held-out prompt is a new combination of parts the training prompts teach (a sum asked in another
+wording, a topic with another instruction or request): every task's ``group`` is the sum or the
+topic (see the split rule in :mod:`mgs.data.generators`). Unseen digit pairs would not do: a small
+model memorises the addition table it is shown and cannot infer the missing entries in minutes.
+Each task carries its warm-start demonstration (``<think>...</think> <response>...</response>``)
+and a careless one with the flaw its reward catches. Prompts and completions are tens of
+characters: the tiny tokenizer spends one token per character (the tags and ``\\boxed{`` are
+single tokens).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-from mgs.errors import ConfigError, unknown_name
-
-SPLITS = ("train", "eval")
-EVAL_FRACTION = 0.2
-_SPLIT_SEED = 20240613  # fixed: the held-out set must not move with a run's seed
+from mgs.data.generators import GeneratedTask, generate, register_generator
 
 TOPICS = (
     "cats",
@@ -63,29 +52,6 @@ KEYWORDS = ("blue", "happy", "small", "green", "quiet", "warm")
 END_PHRASES = ("Bye!", "Thanks!", "The end.")
 
 
-@dataclass(frozen=True)
-class TinyTask:
-    """One task of a tiny domain, with its reward reference and its demonstration."""
-
-    question: str  # the user's request
-    reference: dict[str, Any]  # what the domain's reward needs (see mgs.data.example)
-    thought: str  # the demonstration's reasoning (inside <think>)
-    response: str  # the demonstration's answer (inside <response>)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    group: str = ""  # what held-out tasks share with training ones: a sum, a topic
-    careless: str = ""  # a careless annotator's answer: one systematic flaw the reward catches
-
-    @property
-    def completion(self) -> str:
-        """The warm-start target: ``<think>...</think> <response>...</response>``."""
-        return f"<think>{self.thought}</think> <response>{self.response}</response>"
-
-    @property
-    def careless_completion(self) -> str:
-        """The same thought with the careless answer (see :func:`demonstrations`)."""
-        return f"<think>{self.thought}</think> <response>{self.careless}</response>"
-
-
 # ----------------------------------------------------------------------------- math
 
 
@@ -93,7 +59,8 @@ class TinyTask:
 _MATH_WORDINGS = ("What is {p}?", "Compute {p}.", "Find {p}.")
 
 
-def _math_space() -> list[TinyTask]:
+@register_generator("tiny_math")
+def _math_space() -> list[GeneratedTask]:
     out = []
     for a in range(10):
         for b in range(10):
@@ -102,7 +69,7 @@ def _math_space() -> list[TinyTask]:
                     continue
                 problem = f"{a} {op} {b}"
                 out.extend(
-                    TinyTask(
+                    GeneratedTask(
                         wording.format(p=problem),
                         {"answer": str(value)},
                         f"{problem} = {value}",
@@ -191,7 +158,8 @@ def _follows(response: str, chosen: list[_Instruction]) -> bool:
     return True
 
 
-def _if_space() -> list[TinyTask]:
+@register_generator("tiny_if")
+def _if_space() -> list[GeneratedTask]:
     kinds = _instructions()
     names = list(kinds)
     combos: list[list[_Instruction]] = [[ins] for k in names for ins in kinds[k]]
@@ -205,7 +173,7 @@ def _if_space() -> list[TinyTask]:
             if not _follows(response, chosen):  # e.g. "fewer than 5 words" + a keyword sentence
                 continue
             out.append(
-                TinyTask(
+                GeneratedTask(
                     f"Write about {topic}. " + " ".join(c[0] for c in chosen),
                     {
                         "instruction_id_list": [c[1] for c in chosen],
@@ -239,13 +207,14 @@ _CHOSEN = (
 _RUDE = ("That is a dumb question.", "Go away.", "Stop asking me things.")
 
 
-def _chat_space() -> list[TinyTask]:
+@register_generator("tiny_chat")
+def _chat_space() -> list[GeneratedTask]:
     out = []
     for r, request in enumerate(_CHAT_REQUESTS):
         for t, topic in enumerate(TOPICS):
             chosen = _CHOSEN[(r + t) % len(_CHOSEN)].format(t=topic)
             out.append(
-                TinyTask(
+                GeneratedTask(
                     request.format(t=topic),
                     {},
                     f"be kind about {topic}",
@@ -258,7 +227,7 @@ def _chat_space() -> list[TinyTask]:
     return out
 
 
-def _rejected(task: TinyTask, rng: random.Random) -> str:
+def _rejected(task: GeneratedTask, rng: random.Random) -> str:
     """One failure an untrained policy shows: off topic, rude, empty, repetitive or a refusal."""
     topic = task.metadata["topic"]
     kind = rng.randrange(5)
@@ -272,88 +241,6 @@ def _rejected(task: TinyTask, rng: random.Random) -> str:
     if kind == 3:
         return " ".join([topic] * 4)
     return "I do not know."
-
-
-# ----------------------------------------------------------------------------- registry
-
-SYNTHETIC_DOMAINS: dict[str, Callable[[], list[TinyTask]]] = {
-    "tiny_math": _math_space,
-    "tiny_if": _if_space,
-    "tiny_chat": _chat_space,
-}
-
-
-@cache
-def split_tasks(name: str, split: str) -> tuple[TinyTask, ...]:
-    """Every distinct task of domain ``name`` in ``split`` (``train`` or ``eval``), fixed order."""
-    if name not in SYNTHETIC_DOMAINS:
-        raise unknown_name("synthetic domain", name, list(SYNTHETIC_DOMAINS))
-    if split not in SPLITS:
-        raise unknown_name("split of a synthetic domain", split, list(SPLITS))
-    space = SYNTHETIC_DOMAINS[name]()
-    order = list(range(len(space)))
-    random.Random(_SPLIT_SEED).shuffle(order)
-    n_eval = max(1, math.ceil(EVAL_FRACTION * len(space)))
-    left = Counter(t.group for t in space)  # training tasks each group still has
-    held: set[int] = set()
-    for i in order:  # hold out in a fixed random order, keeping every group in training
-        if len(held) == n_eval:
-            break
-        if left[space[i].group] > 1:
-            held.add(i)
-            left[space[i].group] -= 1
-    chosen = [i for i in range(len(space)) if (i in held) == (split == "eval")]
-    return tuple(space[i] for i in chosen)
-
-
-def generate(name: str, size: int | None, seed: int, split: str = "train") -> list[TinyTask]:
-    """``size`` tasks of ``name``'s ``split``, deterministically from ``seed``.
-
-    ``size=None`` gives every task of the split once, in a seeded order. A larger ``size`` cycles
-    through the split in fresh seeded orders, so every task appears equally often (give or take
-    one). An unknown name lists the valid ones.
-    """
-    tasks = split_tasks(name, split)
-    if size is not None and size <= 0:
-        raise ConfigError(f"a synthetic source's size must be positive or null, got {size}")
-    want = len(tasks) if size is None else size
-    rng = random.Random(seed)
-    out: list[TinyTask] = []
-    while len(out) < want:
-        order = list(range(len(tasks)))
-        rng.shuffle(order)
-        out.extend(tasks[i] for i in order[: want - len(out)])
-    return out
-
-
-def careless_draws(count: int, fraction: float, seed: int) -> list[bool]:
-    """Which of ``count`` demonstrations are careless: exactly ``round(fraction * count)``,
-    at seeded positions."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ConfigError(f"the careless fraction must lie in [0, 1], got {fraction}")
-    flags = [i < round(fraction * count) for i in range(count)]
-    random.Random(seed * 7919 + 17).shuffle(flags)
-    return flags
-
-
-def demonstrations(
-    name: str, size: int | None, seed: int, split: str = "train", careless: float = 0.0
-) -> list[tuple[str, str]]:
-    """``(question, completion)`` warm-start pairs of ``name``: the completion is
-    ``<think>...</think> <response>...</response>``, with no leading space.
-
-    ``careless``: the fraction of demonstrations written by a careless annotator, with one
-    systematic flaw its domain's reward catches (math: the right answer, not boxed; if: the first
-    instruction forgotten; chat: "I do not know."). A warm start on such data makes the flaw at
-    about that rate on every prompt, held-out ones included: what RL can fix, as it fixes format
-    and instruction slips in real models.
-    """
-    tasks = generate(name, size, seed, split)
-    flags = careless_draws(len(tasks), careless, seed)
-    return [
-        (t.question, t.careless_completion if flag else t.completion)
-        for t, flag in zip(tasks, flags)
-    ]
 
 
 def preference_pairs(

@@ -14,7 +14,6 @@ made of, and a 4-layer model learns a 1-token tag far more easily than an 11-cha
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
@@ -24,8 +23,7 @@ from transformers import (
     Qwen2ForSequenceClassification,
 )
 
-from mgs.dataclass_config import option
-from mgs.errors import ConfigError
+from mgs.tiny.config import TinyModelConfig
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -49,34 +47,6 @@ TINY_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-@dataclass
-class TinyModelConfig:
-    """Size of the built-in tiny Qwen2 (the embedded default's policy and reward model)."""
-
-    hidden_size: int = option(128, help="Width of the residual stream.")
-    num_layers: int = option(4, help="Number of transformer blocks.")
-    num_heads: int = option(4, help="Attention heads (hidden_size must divide by it).")
-    num_kv_heads: int = option(2, help="Key/value heads (grouped-query attention).")
-    intermediate_size: int = option(256, help="Width of the MLP.")
-    max_positions: int = option(1024, help="Longest prompt + response, in tokens (characters).")
-    seed: int = option(0, help="Seed of the random initialisation.")
-
-    def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.tiny.{name} must be a positive integer")
-        if self.hidden_size % self.num_heads:
-            raise ConfigError(
-                f"model.tiny.hidden_size ({self.hidden_size}) must be divisible by "
-                f"model.tiny.num_heads ({self.num_heads})"
-            )
-        if self.num_heads % self.num_kv_heads:
-            raise ConfigError(
-                f"model.tiny.num_heads ({self.num_heads}) must be divisible by "
-                f"model.tiny.num_kv_heads ({self.num_kv_heads})"
-            )
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:

@@ -1,6 +1,6 @@
 """``mgs rm-train``: train the tiny Bradley-Terry chat reward model and print its held-out accuracy.
 
-By default the pairs are the built-in tiny chat domain's (``mgs.data.synthetic.preference_pairs``);
+By default the pairs are the built-in tiny chat domain's (:func:`mgs.tiny.domains.preference_pairs`);
 ``--pairs FILE.jsonl`` trains on your own, one ``{"prompt", "chosen", "rejected"}`` object a line.
 The output directory is an ordinary Hugging Face model directory: point
 ``rewards.reward_model.path`` at it.
@@ -51,13 +51,13 @@ def read_pairs(path: str | Path) -> list[tuple[str, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgs.rewards.tiny_rm import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
+    from mgs.tiny.reward_model import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
 
     if args.pairs:
         pairs = read_pairs(args.pairs)
         source = args.pairs
     else:
-        from mgs.data.synthetic import preference_pairs
+        from mgs.tiny.domains import preference_pairs
 
         pairs = preference_pairs(args.num_pairs, args.seed)
         source = f"tiny chat domain ({args.num_pairs} pairs)"

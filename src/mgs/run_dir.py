@@ -1,0 +1,213 @@
+"""The layout of a run directory, in one place: every file name ``mgs train`` writes and
+``mgs eval`` / ``mgs report`` / ``mgs compare`` read.
+
+::
+
+    RUN/
+      config.yaml               the resolved run config (what --resume reads)
+      metrics.jsonl             one JSON line of scalars per step
+      surgery/step_XXXXXX.npz   the per-group surgery arrays every N steps
+      eval_before.json          held-out reward per domain before RL
+      summary.json              held-out before / after, timings
+      eval.md                   the before / after table
+      eval_results.json (.md)   what `mgs eval RUN` writes by default
+      checkpoints/step_XXXXXX/  model/ (Hugging Face directory) + trainer_state.pt
+      model/                    the final policy (Hugging Face directory)
+      tensorboard/              event files (logging.tensorboard)
+      report/                   what `mgs report RUN` writes by default
+
+A comparison (``mgs compare --out DIR``) holds one run directory per variant and seed
+(``DIR/<variant>-s<seed>``), ``compare.json`` and ``report/`` (:class:`CompareDir`).
+Importing this module is light (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+_STEP = re.compile(r"^step_(\d{6,})$")
+_SNAPSHOT = re.compile(r"^step_(\d+)\.npz$")
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+class RunDir:
+    """One run directory: paths of every part of its layout (nothing is created here)."""
+
+    CONFIG = "config.yaml"
+    METRICS = "metrics.jsonl"
+    SUMMARY = "summary.json"
+    EVAL_BEFORE = "eval_before.json"
+    EVAL_TABLE = "eval.md"
+    EVAL_RESULTS = "eval_results.json"
+    SURGERY = "surgery"
+    CHECKPOINTS = "checkpoints"
+    MODEL = "model"
+    TENSORBOARD = "tensorboard"
+    REPORT = "report"
+    TRAINER_STATE = "trainer_state.pt"  # inside a checkpoint, beside its model/
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # ------------------------------------------------------------------ files
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def eval_before(self) -> Path:
+        return self.path / self.EVAL_BEFORE
+
+    @property
+    def eval_table(self) -> Path:
+        return self.path / self.EVAL_TABLE
+
+    @property
+    def eval_results(self) -> Path:
+        return self.path / self.EVAL_RESULTS
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def surgery(self) -> Path:
+        return self.path / self.SURGERY
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    # ------------------------------------------------------------------ kinds of directory
+
+    def is_trained(self) -> bool:
+        """A finished ``mgs train`` directory with a saved policy: config.yaml beside model/."""
+        return self.config.is_file() and self.model.is_dir()
+
+    def has_run_files(self) -> bool:
+        """Holds what ``mgs report`` reads: metrics.jsonl and/or summary.json."""
+        return self.metrics.is_file() or self.summary.is_file()
+
+    # ------------------------------------------------------------------ surgery snapshots
+
+    def surgery_snapshot(self, step: int) -> Path:
+        return self.surgery / f"{step_name(step)}.npz"
+
+    @staticmethod
+    def snapshot_step(path: Path) -> int | None:
+        match = _SNAPSHOT.match(Path(path).name)
+        return int(match.group(1)) if match else None
+
+    def surgery_snapshots(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every surgery snapshot, by step."""
+        if not self.surgery.is_dir():
+            return []
+        found = []
+        for p in self.surgery.glob("step_*.npz"):
+            match = _SNAPSHOT.match(p.name)
+            if match:
+                found.append((int(match.group(1)), p))
+        return sorted(found)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, step: int) -> Path:
+        """The checkpoint written after ``step`` completed steps (it may not exist)."""
+        return self.checkpoints / step_name(step)
+
+    def checkpoint_tmp(self, step: int, nonce: int) -> Path:
+        """Where a checkpoint is written before it is renamed into place."""
+        return self.checkpoints / f".tmp-{step_name(step)}-{nonce}"
+
+    def stale_checkpoint_tmps(self) -> list[Path]:
+        return sorted(self.checkpoints.glob(".tmp-step_*")) if self.checkpoints.is_dir() else []
+
+    def list_checkpoints(self) -> list[tuple[int, Path]]:
+        """Checkpoint directories that hold a trainer state, oldest first (temporary ones and
+        ones without a state file are ignored)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = []
+        for child in self.checkpoints.iterdir():
+            match = _STEP.match(child.name)
+            if match and self.checkpoint_state(child).is_file():
+                found.append((int(match.group(1)), child))
+        return sorted(found)
+
+    @classmethod
+    def checkpoint_state(cls, checkpoint: Path) -> Path:
+        return Path(checkpoint) / cls.TRAINER_STATE
+
+    @classmethod
+    def checkpoint_model(cls, checkpoint: Path) -> Path:
+        return Path(checkpoint) / cls.MODEL
+
+    @staticmethod
+    def checkpoint_step(checkpoint: Path) -> int | None:
+        match = _STEP.match(Path(checkpoint).name)
+        return int(match.group(1)) if match else None
+
+    # ------------------------------------------------------------------ JSON files
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """``data`` as indented JSON (NaN / inf as strings, paths as text)."""
+        path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class CompareDir:
+    """The output directory of ``mgs compare``: one run directory per variant and seed."""
+
+    INDEX = "compare.json"
+    REPORT = "report"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def run(self, label: str, seed: int) -> RunDir:
+        return RunDir(self.path / f"{label}-s{seed}")
+
+    @property
+    def index(self) -> Path:
+        return self.path / self.INDEX
+
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
