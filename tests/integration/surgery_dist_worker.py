@@ -14,8 +14,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from mgs.models import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.surgery import GradientSurgeon
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 
 DOMAINS = ["math", "chat", "if"]
 

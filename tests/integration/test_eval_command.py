@@ -22,14 +22,10 @@ from mgs.eval.metrics import (
     pairwise_outcome,
 )
 from mgs.eval.runner import load_model
-from mgs.models.tiny import (
-    TinyModelConfig,
-    build_tiny_policy,
-    build_tiny_reward_model,
-    build_tiny_tokenizer,
-)
 from mgs.rewards import ExtractionConfig, split_completion
 from mgs.rewards.ifeval import ifeval_check
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_reward_model, build_tiny_tokenizer
 
 SMALL = TinyModelConfig(
     hidden_size=32,
@@ -237,13 +233,14 @@ def test_a_saved_tiny_model_loads_with_its_own_tokenizer(tiny):
 
 def test_tiny_domains_match_the_trainers_held_out_evaluation(tiny):
     """Oracle: the trainer's own held-out evaluation (same prompts, backend and reward router)."""
-    from mgs.data.pipeline import DataConfig, load_eval_prompts, tiny_template
+    from mgs.data.pipeline import DataConfig, load_eval_prompts
     from mgs.data.sources import SourceConfig
+    from mgs.data.templates import SHORT_ZERO_THINK_PREAMBLE, TemplateConfig
+    from mgs.eval.heldout import evaluate_heldout
     from mgs.rewards import MathRewardConfig, RewardsConfig
     from mgs.rewards.router import RewardRouter
     from mgs.rl.hf_generate import HFGenerateBackend
     from mgs.rl.rollout import SamplingConfig
-    from mgs.train.evaluate import evaluate_domains
 
     model, tokenizer = tiny["model"], tiny["tokenizer"]
     extraction = ExtractionConfig(on_missing_response="after_think")  # untrained: score the text
@@ -252,7 +249,7 @@ def test_tiny_domains_match_the_trainers_held_out_evaluation(tiny):
             SourceConfig(domain="tiny_math", synthetic="tiny_math"),
             SourceConfig(domain="tiny_if", synthetic="tiny_if"),
         ],
-        template=tiny_template(),
+        template=TemplateConfig(name="zero_think", preamble=SHORT_ZERO_THINK_PREAMBLE),
         max_prompt_tokens=None,
     )
     examples = [ex for pool in load_eval_prompts(data, tokenizer, 24).values() for ex in pool]
@@ -264,11 +261,11 @@ def test_tiny_domains_match_the_trainers_held_out_evaluation(tiny):
     backend = HFGenerateBackend(model, tokenizer, max_prompt_tokens=4096, micro_batch_size=32)
     sampling = SamplingConfig(max_new_tokens=24, stop=["</response>"])
     with RewardRouter(rewards) as router:
-        trainer_view = evaluate_domains(
+        trainer_view = evaluate_heldout(
             backend, router, examples, sampling, samples=1, temperature=0.0, seed=0
         )
     cfg = EvalConfig(
-        template=tiny_template(),
+        template=TemplateConfig(name="zero_think", preamble=SHORT_ZERO_THINK_PREAMBLE),
         extraction=extraction,
         max_new_tokens=24,
         limit=24,

@@ -22,7 +22,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from mgs.dataclass_config import from_dict
-from mgs.models import build_tiny_tokenizer
+from mgs.tiny.model import build_tiny_tokenizer
 from mgs.train.config import ModelConfig
 from mgs.train.modeling import checkpointing_enabled, load_policy, non_persistent_buffers
 

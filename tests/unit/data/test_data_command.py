@@ -34,7 +34,7 @@ def test_default_preview_is_the_tiny_defaults_data(capsys):
 def test_json_preview_is_machine_readable_and_matches_the_mixture(capsys):
     from mgs.data.command import load_data_config
     from mgs.data.pipeline import build_mixture
-    from mgs.models.tiny import build_tiny_tokenizer
+    from mgs.tiny.model import build_tiny_tokenizer
 
     overrides = ["mixture.batch_size=9", "mixture.proportions={math: 2, if: 1, chat: 1}"]
     code, out, err = run(capsys, "--json", "--steps", "3", "--show", "1", *overrides)

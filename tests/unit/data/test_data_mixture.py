@@ -1,9 +1,8 @@
 """Mixtures: exact apportionment, iid sampling, epoch coverage, determinism, resumption, phases,
-sharding."""
+dealing a batch to ranks."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -13,7 +12,14 @@ from collections import Counter
 import pytest
 
 from mgs.data.example import Example
-from mgs.data.mixture import DomainMixture, MixtureConfig, PhaseConfig, apportion
+from mgs.data.mixture import (
+    PAD_KEY,
+    DomainMixture,
+    MixtureBatch,
+    MixtureConfig,
+    PhaseConfig,
+    apportion,
+)
 from mgs.errors import ConfigError, DataError
 
 
@@ -22,6 +28,10 @@ def pool(domain: str, n: int) -> list[Example]:
         Example(f"{domain}/{i}", domain, ({"role": "user", "content": f"{domain} {i}"},))
         for i in range(n)
     ]
+
+
+def _ex(domain: str, i: int) -> Example:
+    return Example(f"{domain}/{i}", domain, ({"role": "user", "content": f"{domain} {i}"},))
 
 
 def mixture(sizes: dict[str, int], **cfg) -> DomainMixture:
@@ -208,31 +218,11 @@ def test_a_domain_stream_does_not_depend_on_the_other_domains():
     assert math_a[:24] == math_b[:24]
 
 
-@pytest.mark.parametrize("sampling", ["exact", "iid"])
-def test_a_resumed_run_sees_exactly_the_batches_of_an_uninterrupted_one(sampling):
-    sizes, cfg = {"math": 13, "chat": 7}, {"batch_size": 6, "seed": 5, "sampling": sampling}
-    uninterrupted = [uids(b) for b, _ in zip(mixture(sizes, **cfg), range(20))]
-    first = mixture(sizes, **cfg)
-    before = [uids(next(first)) for _ in range(8)]
-    state = json.loads(json.dumps(first.state_dict()))  # as a checkpoint file would hold it
-    resumed = mixture(sizes, **cfg)  # a new process: nothing carried over but the state
-    resumed.load_state_dict(state)
-    assert resumed.next_step == 8
-    after = [uids(next(resumed)) for _ in range(12)]
-    assert before + after == uninterrupted
-
-
-def test_iteration_stops_at_the_end_of_a_bounded_schedule():
-    mix = mixture({"math": 4}, batch_size=2, phases=[PhaseConfig(domain="math", steps=3)])
-    assert [b.step for b in mix] == [0, 1, 2]
-    assert mix.state_dict()["next_step"] == 3
-
-
-def test_resume_refuses_a_changed_mixture_and_a_bad_state():
-    mix = mixture({"math": 30, "chat": 20}, batch_size=6)
-    state = mix.state_dict()
-    with pytest.raises(DataError, match="no valid next_step"):
-        mixture({"math": 30, "chat": 20}, batch_size=6).load_state_dict({**state, "next_step": -1})
+def test_resume_refuses_a_changed_data_set_or_mixture():
+    # Batches are a pure function of the step (above), so a checkpoint stores only the
+    # fingerprint of data + mixture; a resume with anything changed is refused.
+    fingerprint = mixture({"math": 30, "chat": 20}, batch_size=6).fingerprint
+    mixture({"math": 30, "chat": 20}, batch_size=6).check_fingerprint(fingerprint)  # same: fine
     for changed in (
         mixture({"math": 31, "chat": 20}, batch_size=6),  # data changed
         mixture({"math": 30, "chat": 20}, batch_size=6, seed=1),  # seed changed
@@ -240,7 +230,14 @@ def test_resume_refuses_a_changed_mixture_and_a_bad_state():
         mixture({"math": 30, "chat": 20}, batch_size=6, sampling="iid"),  # sampling changed
     ):
         with pytest.raises(DataError, match="changed since this checkpoint"):
-            changed.load_state_dict(state)
+            changed.check_fingerprint(fingerprint)
+
+
+def test_a_bounded_schedule_ends():
+    mix = mixture({"math": 4}, batch_size=2, phases=[PhaseConfig(domain="math", steps=3)])
+    assert mix.num_steps == 3 and [mix.batch(s).step for s in range(3)] == [0, 1, 2]
+    with pytest.raises(DataError, match="past the end of the schedule"):
+        mix.batch(3)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -328,20 +325,53 @@ def test_iid_streams_keep_epoch_semantics_and_are_seeded():
     ]
 
 
-# ----------------------------------------------------------------------------- shards
+# ----------------------------------------------------------------------------- dealing to ranks
 
 
-def test_shards_partition_the_batch_with_balanced_domains():
-    mix = mixture({"math": 50, "chat": 50}, batch_size=10, proportions={"math": 0.7, "chat": 0.3})
-    batch = mix.batch(0)
-    shards = [batch.shard(rank, 2) for rank in range(2)]
-    assert sorted(u.uid for s in shards for u in s) == sorted(uids(batch))
-    assert [Counter(ex.domain for ex in s) for s in shards] == [
-        Counter(math=4, chat=2),
-        Counter(math=3, chat=1),
+def _batch(domains: str) -> MixtureBatch:
+    """A batch whose i-th prompt has domain ``domains[i]`` (m: math, c: chat) and uid ``d/i``."""
+    names = {"m": "math", "c": "chat"}
+    return MixtureBatch(0, 0, [_ex(names[d], i) for i, d in enumerate(domains)])
+
+
+def test_dealing_is_round_robin_per_domain_with_padding_copies() -> None:
+    # Hand-worked: 7 math (rows 0-6) and 3 chat (rows 7-9) over 2 ranks. Rank 0 gets math rows
+    # 0, 2, 4, 6 and chat rows 7, 9; rank 1 math 1, 3, 5 and chat 8, and pads each domain to rank
+    # 0's count with a copy of its first prompt of that domain (invalid, key PAD_KEY + row).
+    batch = _batch("mmmmmmmccc")
+    zero, one = (batch.deal(["math", "chat"], rank, 2) for rank in range(2))
+    assert zero.keys == [0, 2, 4, 6, 7, 9] and all(zero.valid)
+    assert one.keys == [1, 3, 5, PAD_KEY + 1, 8, PAD_KEY + 8]
+    assert one.valid == [True, True, True, False, True, False]
+    assert [ex.uid for ex in one.examples] == [
+        "math/1",
+        "math/3",
+        "math/5",
+        "math/1",
+        "chat/8",
+        "chat/8",
     ]
+
+
+def test_every_rank_runs_the_same_schedule_and_real_prompts_partition_the_batch() -> None:
+    batch = _batch("mmmmmcmmcccmc")
+    for world in (1, 2, 3, 5):
+        shares = [batch.deal(["math", "chat"], r, world) for r in range(world)]
+        schedules = {tuple(ex.domain for ex in share.examples) for share in shares}
+        assert len(schedules) == 1  # same domains, same counts, same order on every rank
+        real = sorted(k for share in shares for k, ok in zip(share.keys, share.valid) if ok)
+        assert real == list(range(len(batch.examples)))  # each prompt exactly once
+        padding = [k for share in shares for k, ok in zip(share.keys, share.valid) if not ok]
+        assert all(k >= PAD_KEY for k in padding)
+
+
+def test_a_domain_with_fewer_prompts_than_ranks_is_copied_and_an_absent_one_skipped() -> None:
+    batch = _batch("mmmc")  # one chat prompt, three ranks; "if" is not in this batch
+    shares = [batch.deal(["math", "if", "chat"], r, 3) for r in range(3)]
+    assert [s.keys for s in shares] == [[0, 3], [1, PAD_KEY + 3], [2, PAD_KEY + 3]]
+    assert batch.deal(["math", "if", "chat"], 0, 1).keys == [0, 1, 2, 3]  # one rank: the batch
     with pytest.raises(ValueError, match="outside a world of size 2"):
-        batch.shard(2, 2)
+        batch.deal(["math"], 2, 2)
 
 
 def test_domains_of_equal_size_are_shuffled_independently():

@@ -17,20 +17,32 @@ from mgs.data.pipeline import (
     load_domains,
     load_eval_prompts,
 )
-from mgs.data.sources import SourceConfig
+from mgs.data.sources import SourceConfig, check_sources
 from mgs.data.templates import SHORT_ZERO_THINK_PREAMBLE, ZERO_THINK_PREAMBLE, TemplateConfig
 from mgs.dataclass_config import from_dict
 from mgs.errors import ConfigError, DataError
-from mgs.models.tiny import build_tiny_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
+def tiny_data(**changes) -> DataConfig:
+    """The three generated tiny domains, with the short zero-think preamble."""
+    sources = [
+        SourceConfig(domain="math", synthetic="tiny_math"),
+        SourceConfig(domain="if", synthetic="tiny_if"),
+        SourceConfig(domain="chat", synthetic="tiny_chat"),
+    ]
+    template = TemplateConfig(name="zero_think", preamble=SHORT_ZERO_THINK_PREAMBLE)
+    return DataConfig(**{"sources": sources, "template": template, **changes})
 
 
-def test_default_is_the_tiny_math_if_and_chat_demo(tokenizer):
-    mix, report = build_mixture(DataConfig(), tokenizer)
+def test_library_defaults_are_neutral():
+    cfg = DataConfig()
+    assert cfg.sources == [] and cfg.template == TemplateConfig()  # the paper's zero-think
+    with pytest.raises(ConfigError, match=r"data\.sources is empty"):
+        check_sources(cfg.sources)
+
+
+def test_the_tiny_math_if_and_chat_demo(tokenizer):
+    mix, report = build_mixture(tiny_data(), tokenizer)
     assert list(mix.domains) == ["math", "if", "chat"]
     assert mix.phases[0].counts == {"math": 22, "if": 21, "chat": 21}  # 64 in equal shares
     assert report.dropped == 0
@@ -141,7 +153,7 @@ def test_a_domain_with_every_prompt_too_long_is_an_error(tokenizer):
 
 def test_counting_tokens_needs_a_tokenizer():
     with pytest.raises(ConfigError, match="needs the policy's tokenizer"):
-        load_domains(DataConfig(), None)
+        load_domains(tiny_data(), None)
     with pytest.raises(ConfigError, match="max_prompt_tokens must be positive or null"):
         DataConfig(max_prompt_tokens=0)
 
@@ -179,7 +191,7 @@ max_prompt_tokens: null  # counting 10M characters one token each takes ~15 s; t
 
 
 def test_demonstrations_of_the_built_in_domains(tokenizer):
-    cfg = DataConfig()
+    cfg = tiny_data()
     demos = load_demonstrations(cfg, tokenizer)
     assert {d: len(v) for d, v in demos.items()} == {"math": 372, "if": 497, "chat": 57}
     train = {d: {ex.question for ex in pool} for d, pool in load_domains(cfg, tokenizer)[0].items()}
@@ -211,9 +223,9 @@ def test_demonstrations_of_the_built_in_domains(tokenizer):
 
 
 def test_held_out_prompts_are_disjoint_from_training_and_skip_file_sources(tokenizer):
-    cfg = DataConfig(
+    cfg = tiny_data(
         sources=[
-            *DataConfig().sources,
+            *tiny_data().sources,
             SourceConfig(domain="math", path=str(shared_file("math500.json")), preset="math"),
         ]
     )

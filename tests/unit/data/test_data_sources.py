@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import shared_file
+from mgs.data.generators import generate, split_tasks
 from mgs.data.readers import read_records
 from mgs.data.sources import BOXED_INSTRUCTION, PRESETS, SourceConfig, check_sources, load_source
-from mgs.data.synthetic import generate, split_tasks
 from mgs.errors import ConfigError, DataError, UnknownNameError
 
 

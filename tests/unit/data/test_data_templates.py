@@ -14,7 +14,7 @@ from mgs.data.templates import (
     render_prompt,
 )
 from mgs.errors import ConfigError, DataError, UnknownNameError
-from mgs.models.tiny import build_tiny_tokenizer
+from mgs.tiny.model import build_tiny_tokenizer
 
 ONE_TURN = ({"role": "user", "content": "What is 2+2?"},)
 MULTI_TURN = (
@@ -22,11 +22,6 @@ MULTI_TURN = (
     {"role": "assistant", "content": "Hello!"},
     {"role": "user", "content": "Name a colour."},
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 def test_zero_think_text():

@@ -12,10 +12,11 @@ import yaml
 from mgs.errors import ConfigError, DataError, UnknownNameError
 from mgs.eval.benchmarks import BENCHMARKS, BenchmarkSpec, check_unique, load_benchmark
 from mgs.eval.command import add_arguments, build_config, default_out
-from mgs.eval.config import EvalConfig, config_from_run, default_config, is_run_dir
+from mgs.eval.config import EvalConfig, config_from_run, default_config
 from mgs.eval.runner import ModelLoadError, check_benchmarks, resolve_model_dir
-from mgs.models.tiny import build_tiny_tokenizer
 from mgs.rewards import RewardModelConfig
+from mgs.run_dir import RunDir
+from mgs.tiny.model import build_tiny_tokenizer
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -140,7 +141,7 @@ def _run_dir(tmp_path, template: dict, rm_path: str = "builtin:tiny"):
 def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path):
     custom = {"name": "custom", "text": "User: <query>{prompt}</query>\nAssistant:"}
     run, config = _run_dir(tmp_path, custom, rm_path="/models/rm")
-    assert is_run_dir(run) and not is_run_dir(run / "model")
+    assert RunDir(run).is_trained() and not RunDir(run / "model").is_trained()
     cfg = default_config(run)
     assert cfg.template.name == "custom" and cfg.template.text == custom["text"]
     assert (cfg.max_new_tokens, cfg.max_prompt_tokens, cfg.stop) == (96, 256, ["</response>"])

@@ -11,7 +11,6 @@ from mgs.errors import ConfigError
 from mgs.eval.benchmarks import BENCHMARKS
 from mgs.eval.config import EvalConfig
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
-from mgs.models.tiny import TinyModelConfig, build_tiny_reward_model, build_tiny_tokenizer
 from mgs.rewards import (
     ExtractionConfig,
     IFEvalRewardConfig,
@@ -21,6 +20,8 @@ from mgs.rewards import (
     split_completion,
 )
 from mgs.rewards.router import RewardRouter
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_reward_model, build_tiny_tokenizer
 
 EXTRACT = ExtractionConfig()
 

@@ -10,7 +10,8 @@ import yaml
 
 from mgs.dataclass_config import to_dict
 from mgs.errors import ConfigError
-from mgs.report.compare import run_comparison, sequential_phases, strategy_config
+from mgs.report.compare import run_comparison
+from mgs.strategy import Variant, sequential_phases, variant_config
 from mgs.train.config import load_config
 
 
@@ -27,21 +28,24 @@ def test_sequential_phases_split_the_steps_over_the_domains_in_order() -> None:
 
 def test_strategy_configs_differ_only_in_strategy_schedule_and_seed() -> None:
     base = _base()
-    mgs = strategy_config(base, "mgs", 2)
-    mixed = strategy_config(base, "mixed", 2)
-    seq = strategy_config(base, "sequential", 2)
+    mgs = variant_config(base, "mgs", 2)
+    mixed = variant_config(base, "mixed", 2)
+    seq = variant_config(base, "sequential", 2)
     assert (mgs.strategy.resolved(), mixed.strategy.resolved()) == (
         ("pcgrad", "tensor"),
         ("sum", "global"),
     )
-    assert strategy_config(base, "pcgrad", 2).strategy.resolved() == ("pcgrad", "global")
+    assert variant_config(base, "pcgrad", 2).strategy.resolved() == ("pcgrad", "global")
     assert mgs.seed == mixed.seed == seq.seed == 2
     assert seq.data.mixture.phases and not seq.data.mixture.proportions
     a, b = to_dict(mgs), to_dict(mixed)
     a.pop("strategy"), b.pop("strategy")
     assert a == b
-    with pytest.raises(ConfigError, match="strategies"):
-        strategy_config(base, "custom", 0)
+    with pytest.raises(ConfigError, match=r"variant .custom.*needs strategy\.aggregator"):
+        variant_config(base, "custom", 0)
+    upgrad = variant_config(base, "custom:mean@layer", 1)
+    assert upgrad.strategy.resolved() == ("mean", "layer") and upgrad.seed == 1
+    assert Variant.parse("mgs:pcgrad@module").label == "mgs-pcgrad-module"
 
 
 def test_comparison_trains_every_pair_once_and_keeps_finished_runs(tmp_path: Path) -> None:

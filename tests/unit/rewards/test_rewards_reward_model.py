@@ -9,11 +9,11 @@ import random
 import pytest
 
 from mgs.errors import ConfigError, DataError
-from mgs.models.tiny import TinyModelConfig
 from mgs.rewards import RewardModelConfig, RewardsConfig
 from mgs.rewards.reward_model import RewardModelReward, RewardModelScorer, render_conversations
 from mgs.rewards.router import RewardRouter
-from mgs.rewards.tiny_rm import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.reward_model import SUMMARY_FILE, TinyRMConfig, train_tiny_reward_model
 
 TOPICS = ["cats", "rain", "music", "trains", "bread", "stars", "boats", "tea"]
 
@@ -150,7 +150,7 @@ def test_rm_train_command_on_a_pairs_file(tmp_path, capsys):
 
 
 def test_rm_train_command_defaults_to_the_tiny_chat_domain(tmp_path, capsys):
-    pytest.importorskip("mgs.data.synthetic")
+    pytest.importorskip("mgs.tiny.domains")
     from mgs.cli import main
 
     out = tmp_path / "rm"

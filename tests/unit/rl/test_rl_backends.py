@@ -9,25 +9,19 @@ from test_rl_vllm_fakes import FakeLLM, install
 
 from mgs.dataclass_config import describe, from_dict
 from mgs.errors import ConfigError, MgsError, UnknownNameError
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl import backends
 from mgs.rl.backends import available_backends, build_backend, register_backend
 from mgs.rl.hf_generate import HFGenerateBackend
 from mgs.rl.vllm_backend import VLLMBackend, VLLMConfig
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=32
-)
+)  # sizes of this file's tiny policies
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    policy = build_tiny_policy(tokenizer, SMALL)
+def model(tiny_policy):
+    policy = tiny_policy(**SMALL)
     policy.name_or_path = "/models/tiny-policy"
     return policy
 

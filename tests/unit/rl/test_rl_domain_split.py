@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl import (
     GRPOLossConfig,
     HFGenerateBackend,
@@ -16,6 +15,8 @@ from mgs.rl import (
     loss_normalizer,
     response_logprobs,
 )
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 
 SMALL = TinyModelConfig(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128

@@ -7,19 +7,15 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mgs.errors import ConfigError
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl.fast_decode import fast_decode, fast_decode_unsupported, resolve_decode
 from mgs.rl.hf_generate import HFGenerateBackend, _left_pad
 from mgs.rl.logprobs import position_ids_from_mask
 from mgs.rl.rollout import SamplingConfig
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy
 from mgs.train.config import RolloutConfig
 
 PROMPTS = ["What is 2+2?", "Hi", "Name a colour:", "x", "Tell me about cats, please."]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
 
 
 def _qwen2(tokenizer):

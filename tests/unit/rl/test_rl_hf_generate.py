@@ -6,24 +6,18 @@ import pytest
 import torch
 
 from mgs.errors import DataError
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl.hf_generate import HFGenerateBackend
 from mgs.rl.rollout import RolloutBackend, SamplingConfig
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128
-)
+)  # sizes of this file's tiny policies
 PROMPTS = ["What is 2+2?", "Hi", "Name a colour:"]
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return build_tiny_policy(tokenizer, SMALL)
+def model(tiny_policy):
+    return tiny_policy(**SMALL)
 
 
 def _backend(model, tokenizer, micro_batch_size: int = 4) -> HFGenerateBackend:
@@ -191,9 +185,9 @@ def test_eval_mode_during_generation_and_modes_restored(model, tokenizer, monkey
     model.eval()
 
 
-def test_sync_weights_copies_another_model(model, tokenizer) -> None:
-    student = build_tiny_policy(tokenizer, SMALL)
-    teacher = build_tiny_policy(tokenizer, TinyModelConfig(**{**vars(SMALL), "seed": 1}))
+def test_sync_weights_copies_another_model(model, tokenizer, tiny_policy) -> None:
+    student = tiny_policy(**SMALL)
+    teacher = tiny_policy(**SMALL, seed=1)
     backend = _backend(student, tokenizer)
     backend.sync_weights(student)  # same object: nothing to do
     cfg = SamplingConfig(n=1, temperature=0.0, max_new_tokens=6, stop=[])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from mgs.models import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl import HFGenerateBackend, SamplingConfig
 from mgs.rl.gumbel import filtered_logprobs, keyed_uniform
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 
 
 def _sample(logits: torch.Tensor, n: int, temperature: float, top_k: int = 0, top_p: float = 1.0):

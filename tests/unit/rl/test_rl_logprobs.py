@@ -6,24 +6,18 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl.logprobs import position_ids_from_mask, response_logprobs
 from mgs.rl.losses import entropy_from_logits
 from mgs.rl.rollout import Completion, RolloutBatch
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128
-)
+)  # sizes of this file's tiny policies
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return build_tiny_policy(tokenizer, SMALL).eval()
+def model(tiny_policy):
+    return tiny_policy(**SMALL).eval()
 
 
 def _batch(tokenizer) -> dict[str, torch.Tensor]:

@@ -13,27 +13,21 @@ import pytest
 from test_rl_vllm_fakes import FakeCompletionOutput, FakeLLM, greedy_sampler, install
 
 from mgs.errors import ConfigError, DataError, MgsError
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl import vllm_engine
 from mgs.rl.hf_generate import HFGenerateBackend
 from mgs.rl.rollout import RolloutBackend, SamplingConfig
 from mgs.rl.vllm_backend import VLLMBackend, VLLMConfig, request_seed
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128
-)
+)  # sizes of this file's tiny policies
 PROMPTS = ["What is 2+2?", "Hi", "Name a colour:"]
 REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    policy = build_tiny_policy(tokenizer, SMALL)
+def model(tiny_policy):
+    policy = tiny_policy(**SMALL)
     policy.name_or_path = "/models/tiny-policy"  # what from_pretrained sets
     return policy
 
@@ -101,9 +95,9 @@ def test_engine_arguments(fake, model, tokenizer) -> None:
     assert os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] == "1"  # apply_model's callable
 
 
-def test_policy_without_a_checkpoint_directory_is_refused(fake, tokenizer) -> None:
+def test_policy_without_a_checkpoint_directory_is_refused(fake, tokenizer, tiny_policy) -> None:
     with pytest.raises(MgsError, match=r"rollout\.backend: hf"):
-        _backend(build_tiny_policy(tokenizer, SMALL), tokenizer)
+        _backend(tiny_policy(**SMALL), tokenizer)
 
 
 def test_torchrun_runs_one_engine_per_rank(fake, model, tokenizer, monkeypatch) -> None:

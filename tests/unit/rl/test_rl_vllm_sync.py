@@ -6,23 +6,17 @@ import pytest
 import torch
 from test_rl_vllm_fakes import FakeLLM, install
 
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl.rollout import SamplingConfig
 from mgs.rl.vllm_backend import VLLMBackend, VLLMConfig
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64
-)
+)  # sizes of this file's tiny policies
 CFG = SamplingConfig(n=2, temperature=1.0, max_new_tokens=4, stop=[])
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
-
-
-def _policy(tokenizer, seed: int = 0):
-    policy = build_tiny_policy(tokenizer, TinyModelConfig(**{**vars(SMALL), "seed": seed}))
+def _policy(tiny_policy, seed: int = 0):
+    policy = tiny_policy(**SMALL, seed=seed)
     policy.name_or_path = "/models/tiny-policy"
     return policy
 
@@ -51,8 +45,10 @@ def _assert_holds(llm: FakeLLM, model: torch.nn.Module) -> None:
         assert tensor.equal(expected[name].detach()), name
 
 
-def test_sync_pushes_every_weight_and_resets_the_prefix_cache_once(fake, tokenizer) -> None:
-    policy, trained = _policy(tokenizer), _policy(tokenizer, seed=1)
+def test_sync_pushes_every_weight_and_resets_the_prefix_cache_once(
+    fake, tokenizer, tiny_policy
+) -> None:
+    policy, trained = _policy(tiny_policy), _policy(tiny_policy, seed=1)
     backend = _backend(policy, tokenizer)
     llm = backend.llm
     backend.generate(["Hi"], CFG, seed=0)
@@ -65,8 +61,8 @@ def test_sync_pushes_every_weight_and_resets_the_prefix_cache_once(fake, tokeniz
     assert _calls(llm) == [("reset_prefix_cache",), ("generate",), ("generate",)]
 
 
-def test_sync_loads_in_chunks_of_the_configured_size(fake, tokenizer) -> None:
-    policy = _policy(tokenizer)
+def test_sync_loads_in_chunks_of_the_configured_size(fake, tokenizer, tiny_policy) -> None:
+    policy = _policy(tiny_policy)
     embed = policy.model.embed_tokens.weight  # the largest tensor
     mib = embed.numel() * embed.element_size() / 2**20
     backend = _backend(policy, tokenizer, sync_chunk_mb=1)
@@ -76,9 +72,11 @@ def test_sync_loads_in_chunks_of_the_configured_size(fake, tokenizer) -> None:
     _assert_holds(backend.llm, policy)
 
 
-def test_sleep_mode_frees_the_engine_between_generations(monkeypatch, tokenizer) -> None:
+def test_sleep_mode_frees_the_engine_between_generations(
+    monkeypatch, tokenizer, tiny_policy
+) -> None:
     install(monkeypatch, tokenizer)
-    policy, trained = _policy(tokenizer), _policy(tokenizer, seed=1)
+    policy, trained = _policy(tiny_policy), _policy(tiny_policy, seed=1)
     backend = _backend(policy, tokenizer, enable_sleep_mode=True)
     llm = backend.llm
     assert llm.kwargs["enable_sleep_mode"] is True
@@ -103,9 +101,11 @@ def test_sleep_mode_frees_the_engine_between_generations(monkeypatch, tokenizer)
     assert len(llm.model.loads) == 1  # level 1 kept the weights: no re-push
 
 
-def test_weights_the_engine_lost_are_pushed_from_the_policy(monkeypatch, tokenizer) -> None:
+def test_weights_the_engine_lost_are_pushed_from_the_policy(
+    monkeypatch, tokenizer, tiny_policy
+) -> None:
     install(monkeypatch, tokenizer)
-    policy = _policy(tokenizer)
+    policy = _policy(tiny_policy)
     backend = _backend(policy, tokenizer, enable_sleep_mode=True, sleep_level=2)
     llm = backend.llm
     for _ in range(2):  # level 2 discards the weights at every sleep
@@ -134,10 +134,10 @@ class UntaggedLLM(FakeLLM):
         self.calls.append(("wake_up", None))
 
 
-def test_wake_up_without_tags(monkeypatch, tokenizer) -> None:
+def test_wake_up_without_tags(monkeypatch, tokenizer, tiny_policy) -> None:
     install(monkeypatch, tokenizer, llm=UntaggedLLM)
-    backend = _backend(_policy(tokenizer), tokenizer, enable_sleep_mode=True)
-    backend.sync_weights(_policy(tokenizer, seed=1))
+    backend = _backend(_policy(tiny_policy), tokenizer, enable_sleep_mode=True)
+    backend.sync_weights(_policy(tiny_policy, seed=1))
     backend.generate(["Hi"], CFG, seed=0)
     assert _calls(backend.llm) == [
         ("sleep", 1),
@@ -148,8 +148,8 @@ def test_wake_up_without_tags(monkeypatch, tokenizer) -> None:
     ]
 
 
-def test_close_shuts_the_engine_down(fake, tokenizer) -> None:
-    backend = _backend(_policy(tokenizer), tokenizer)
+def test_close_shuts_the_engine_down(fake, tokenizer, tiny_policy) -> None:
+    backend = _backend(_policy(tiny_policy), tokenizer)
     stopped = []
     backend.llm.llm_engine.engine_core = type(
         "Core", (), {"shutdown": lambda self: stopped.append(1)}
@@ -159,4 +159,4 @@ def test_close_shuts_the_engine_down(fake, tokenizer) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         backend.generate(["Hi"], CFG, seed=0)
     with pytest.raises(RuntimeError, match="closed"):
-        backend.sync_weights(_policy(tokenizer))
+        backend.sync_weights(_policy(tiny_policy))

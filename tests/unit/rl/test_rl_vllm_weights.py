@@ -10,22 +10,16 @@ import torch
 import torch.distributed as dist
 from test_rl_vllm_fakes import RecordingModel, in_process_engine
 
-from mgs.models.tiny import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.rl.vllm_engine import engine_model, full_weight_chunks, hf_name, push_weights
 
-SMALL = TinyModelConfig(
+SMALL = dict(
     hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64
-)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
+)  # sizes of this file's tiny policies
 
 
 @pytest.fixture
-def policy(tokenizer):
-    return build_tiny_policy(tokenizer, SMALL)
+def policy(tiny_policy):
+    return tiny_policy(**SMALL)
 
 
 def _reference(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -10,9 +10,10 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mgs.errors import UnknownNameError
-from mgs.models import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.surgery import GradientSurgeon, partition
 from mgs.surgery.aggregators import random_orders
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 
 DOMAINS = ["math", "chat", "if"]
 

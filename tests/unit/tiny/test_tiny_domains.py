@@ -11,19 +11,12 @@ import pytest
 from math_verify import parse, verify
 
 from conftest import shared_file
-from mgs.data.synthetic import (
-    EVAL_FRACTION,
-    SYNTHETIC_DOMAINS,
-    TOPICS,
-    demonstrations,
-    generate,
-    preference_pairs,
-    split_tasks,
-)
+from mgs.data.generators import EVAL_FRACTION, demonstrations, generate, split_tasks
 from mgs.errors import ConfigError, UnknownNameError
-from mgs.models.tiny import build_tiny_tokenizer
+from mgs.tiny.domains import TOPICS, preference_pairs
+from mgs.tiny.model import build_tiny_tokenizer
 
-NAMES = sorted(SYNTHETIC_DOMAINS)
+NAMES = ["tiny_chat", "tiny_if", "tiny_math"]
 
 
 def questions(name: str, split: str) -> set[str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mgs.models import TinyModelConfig, build_tiny_policy, build_tiny_tokenizer
 from mgs.models.loading import load_tokenizer
+from mgs.tiny.config import TinyModelConfig
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 
 TEXT = 'User: <query>What is 2+3? Say "hi".</query>\nAssistant: <think>2 + 3 = 5</think> <response>\\boxed{5}</response>'
 

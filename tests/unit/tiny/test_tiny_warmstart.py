@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mgs.errors import ConfigError
-from mgs.models.tiny import build_tiny_policy, build_tiny_tokenizer
-from mgs.train import warmstart
+from mgs.tiny import warmstart
+from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 from mgs.train.config import load_config
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mgs.errors import ConfigError
-from mgs.models import TinyModelConfig
+from mgs.tiny.config import TinyModelConfig
 from mgs.train.config import ModelConfig
 from mgs.train.distributed import DistContext, DistributedConfig, init_distributed
 from mgs.train.modeling import (

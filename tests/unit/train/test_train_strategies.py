@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mgs.errors import ConfigError
+from mgs.train.builder import build_trainer
 from mgs.train.config import load_config
 from mgs.train.trainer import GRPOTrainer, seed_everything
 
@@ -15,7 +16,7 @@ from mgs.train.trainer import GRPOTrainer, seed_everything
 def _train(overrides: list[str], steps: int = 3) -> tuple[GRPOTrainer, list[dict]]:
     cfg = load_config(None, overrides)
     seed_everything(cfg.seed)
-    trainer = GRPOTrainer(cfg)
+    trainer = build_trainer(cfg)
     metrics = [trainer.step(s).metrics for s in range(steps)]
     trainer.close()
     return trainer, metrics
@@ -75,7 +76,7 @@ def test_step_metrics_are_logged_per_domain(overrides) -> None:
 def test_nonfinite_gradient_skips_the_update(overrides, monkeypatch) -> None:
     cfg = load_config(None, overrides(strategy__name="mgs"))
     seed_everything(cfg.seed)
-    trainer = GRPOTrainer(cfg)
+    trainer = build_trainer(cfg)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     original = trainer.updater._backward
 

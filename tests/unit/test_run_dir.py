@@ -1,0 +1,41 @@
+"""RunDir: the layout of a run directory in one place."""
+
+from __future__ import annotations
+
+from mgs.run_dir import CompareDir, RunDir
+
+
+def test_paths_of_the_layout(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    assert run.config == tmp_path / "run" / "config.yaml"
+    assert run.metrics.name == "metrics.jsonl" and run.summary.name == "summary.json"
+    assert run.surgery_snapshot(12) == tmp_path / "run" / "surgery" / "step_000012.npz"
+    assert run.checkpoint(40) == tmp_path / "run" / "checkpoints" / "step_000040"
+    assert RunDir.checkpoint_model(run.checkpoint(40)).name == "model"
+    assert CompareDir(tmp_path).run("mgs-upgrad", 3).path == tmp_path / "mgs-upgrad-s3"
+
+
+def test_only_complete_checkpoints_are_listed_oldest_first(tmp_path) -> None:
+    run = RunDir(tmp_path)
+    for step in (20, 4, 10):
+        RunDir.checkpoint_model(run.checkpoint(step)).mkdir(parents=True)
+        RunDir.checkpoint_state(run.checkpoint(step)).write_bytes(b"")
+    run.checkpoint(30).mkdir()  # no trainer state: incomplete
+    run.checkpoint_tmp(40, 123).mkdir()  # being written
+    assert [step for step, _ in run.list_checkpoints()] == [4, 10, 20]
+    assert run.stale_checkpoint_tmps() == [run.checkpoint_tmp(40, 123)]
+    assert RunDir.checkpoint_step(run.checkpoint(10)) == 10
+
+
+def test_kinds_of_directory(tmp_path) -> None:
+    run = RunDir(tmp_path)
+    assert not run.is_trained() and not run.has_run_files()
+    run.metrics.write_text("")
+    assert run.has_run_files() and not run.is_trained()
+    run.config.write_text("{}")
+    run.model.mkdir()
+    assert run.is_trained()
+    (run.surgery).mkdir()
+    for step in (10, 2):
+        run.surgery_snapshot(step).write_bytes(b"")
+    assert [s for s, _ in run.surgery_snapshots()] == [2, 10]
