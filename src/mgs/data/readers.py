@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mgs.errors import DataError, unknown_name
+from mgs.errors import DataError, MgsError, unknown_name
 
 Records = list[dict[str, Any]]
 
@@ -145,7 +145,7 @@ def read_hf(path: str, split: str = "train") -> Records:
             part = datasets.load_dataset(repo, name, split=split).to_list()
             rows += [{**r, "config": r.get("config", name)} for r in part]
         return rows
-    except DataError:
+    except MgsError:
         raise
     except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

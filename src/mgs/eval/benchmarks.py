@@ -217,7 +217,7 @@ class BenchmarkSpec:
             )
         if bench.scoring == "reward" and not bench.reward:
             raise ConfigError(f"benchmark kind {self.kind!r} is scored by a reward but names none")
-        if not bench.needs_file and self.path:
+        if bench.synthetic is not None and self.path:
             raise ConfigError(
                 f"benchmark {self.kind!r} is built in and takes no file; write --bench {self.kind}"
             )
