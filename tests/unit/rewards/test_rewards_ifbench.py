@@ -141,7 +141,9 @@ def test_offline_tagger_on_nltk_documented_tags():
         ("John", "NNP"), ("'s", "POS"), ("big", "JJ"), ("idea", "NN"), ("is", "VBZ"),
         ("n't", "RB"), ("all", "PDT"), ("that", "DT"), ("bad", "JJ"), (".", "."),
     ]  # fmt: skip
-    assert nltk.pos_tag(["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]) == [
+    assert nltk.pos_tag(
+        ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    ) == [
         ("The", "DT"),
         ("quick", "JJ"),
         ("brown", "NN"),
