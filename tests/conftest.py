@@ -124,3 +124,21 @@ def tiny_overrides(**extra: object) -> list[str]:
 @pytest.fixture
 def overrides():
     return tiny_overrides
+
+
+@pytest.fixture
+def hub_offline(monkeypatch, tmp_path):
+    """The Hugging Face hub unreachable at once, as on a machine without internet: the offline
+    flags are read when huggingface_hub / datasets are imported, so the imported constants are
+    patched too (an earlier test may have imported them)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "no-hub-cache"))
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(
+        datasets.config, "HF_DATASETS_CACHE", tmp_path / "no-hub-cache", raising=False
+    )

@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm-train": ("mgs.tiny.rm_command", "train the tiny Bradley-Terry chat reward model"),
     "eval": (
         "mgs.eval.command",
-        "evaluate a model on benchmarks (MATH-500, IFEval, chat, tiny domains)",
+        "evaluate a model on benchmarks (math suite, IFEval/IFBench, MMLU-Redux, PopQA, "
+        "ZebraLogic, chat, tiny domains)",
     ),
     "report": (
         "mgs.report.command",
@@ -44,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": (
         "mgs.report.compare_command",
         "train and evaluate the four strategies side by side",
+    ),
+    "merge": (
+        "mgs.merge.command",
+        "merge models fine-tuned from one base (task arithmetic, TIES) into a new model",
     ),
 }
 

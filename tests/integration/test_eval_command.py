@@ -205,7 +205,10 @@ def test_eval_of_a_run_directory_uses_its_config(tiny, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--bench", "gsm8k=x.json"], "unknown benchmark 'gsm8k'; valid names: alpacaeval, chat"),
+        (
+            ["--bench", "gsm9k=x.json"],
+            "unknown benchmark 'gsm9k'; valid names: aime24, aime25, alpacaeval",
+        ),
         (["--bench", "tiny_chat"], "pass --reward-model DIR"),
         (["--bench", "ifeval=/nonexistent/ifeval.json"], "does not exist"),
     ],

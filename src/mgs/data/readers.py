@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mgs.errors import DataError, unknown_name
+from mgs.errors import DataError, MgsError, unknown_name
 
 Records = list[dict[str, Any]]
 
@@ -123,7 +123,9 @@ def read_parquet(path: str, split: str = "train") -> Records:
 
 
 def read_hf(path: str, split: str = "train") -> Records:
-    """A Hugging Face dataset: a folder saved with ``save_to_disk``, or a name ``load_dataset`` knows."""
+    """A Hugging Face dataset: a folder saved with ``save_to_disk``, or a hub id ``ORG/NAME``,
+    ``ORG/NAME/CONFIG`` (one configuration) or ``ORG/NAME/*`` (every configuration, each row
+    tagged with its ``config``)."""
     try:
         import datasets
     except ImportError:
@@ -131,19 +133,47 @@ def read_hf(path: str, split: str = "train") -> Records:
             f"reading {path!r} as a Hugging Face dataset needs the `datasets` package; "
             "run `pip install mgs[datasets]` or export the data to .jsonl / .parquet"
         ) from None
+    saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
     try:
-        saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
         if any(marker.is_file() for marker in saved):  # written by save_to_disk
-            loaded = datasets.load_from_disk(path)
-        else:
-            loaded = datasets.load_dataset(path, split=split)
+            return _split(datasets.load_from_disk(path), path, split).to_list()
+        repo, _, config = _hub_parts(path)
+        if config != "*":
+            return _split(datasets.load_dataset(repo, config, split=split), path, split).to_list()
+        rows: Records = []
+        for name in datasets.get_dataset_config_names(repo):
+            part = datasets.load_dataset(repo, name, split=split).to_list()
+            rows += [{**r, "config": r.get("config", name)} for r in part]
+        return rows
+    except MgsError:
+        raise
     except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ...)
-        raise DataError(f"could not load Hugging Face dataset {path!r}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        stem = path.replace("/", "_").replace("*", "all")
+        raise DataError(
+            f"could not load Hugging Face dataset {path!r} (split {split!r}): {first}. Without "
+            'hub access, save it where the hub is reachable, e.g. `python -c "import datasets; '
+            f"datasets.load_dataset('{path.split('/*')[0]}', split='{split}')"
+            f".to_json('{stem}.jsonl')\"`, and pass that file instead of the hub id"
+        ) from None
+
+
+def _hub_parts(path: str) -> tuple[str, str, str | None]:
+    """``ORG/NAME[/CONFIG]`` -> (``ORG/NAME``, ``NAME``, ``CONFIG`` or None)."""
+    parts = path.split("/")
+    if len(parts) == 3:
+        return "/".join(parts[:2]), parts[1], parts[2]
+    return path, parts[-1], None
+
+
+def _split(loaded: Any, path: str, split: str) -> Any:
+    import datasets
+
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise unknown_name(f"split of dataset {path!r}", split, list(loaded))
-        loaded = loaded[split]
-    return loaded.to_list()
+        return loaded[split]
+    return loaded
 
 
 def _record(value: Any, where: str) -> dict[str, Any]:

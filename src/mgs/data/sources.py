@@ -7,7 +7,11 @@ prompt, the reference and the row id. Presets carry the column layouts of the co
     - {domain: math, path: data/math500.json, preset: math}
     - {domain: chat, path: data/wildchat-if_train.parquet, preset: wildchat}
 
-Columns may be dotted paths into nested records (``reward_model.ground_truth``). Every other
+Columns may be dotted paths into nested records (``reward_model.ground_truth``) and may list
+alternatives (``problem|question``: the first the row has), so one preset reads both a hub copy
+and the JSON Lines files evaluation suites ship. Presets can also convert a reference cell
+(``convert``), build the prompt from several columns (``render``) and keep only some rows
+(``where``); see :mod:`mgs.data.transforms`. Every other
 column travels along as the example's ``metadata`` (or only the ones ``metadata:`` lists). A missing
 column, a null value or a duplicate id is a :class:`~mgs.errors.DataError` naming the column, the
 file and the row: rows are never dropped silently.
@@ -23,6 +27,7 @@ from typing import Any
 from mgs.data.example import Example, to_messages
 from mgs.data.generators import SPLITS, check_generator, generate, generator_names
 from mgs.data.readers import READERS, read_records
+from mgs.data.transforms import CONVERTERS, PROMPT_BUILDERS
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError, unknown_name
 
@@ -39,6 +44,9 @@ class Layout:
     id_key: str | None = None  # None: the row number
     suffix: str = ""  # appended to the last user message
     about: str = ""
+    convert: dict[str, str] = field(default_factory=dict)  # reference name -> CONVERTERS key
+    render: str | None = None  # PROMPT_BUILDERS key: the prompt from the whole row
+    where: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # keep rows: column in values
 
 
 PRESETS: dict[str, Layout] = {
@@ -76,6 +84,64 @@ PRESETS: dict[str, Layout] = {
         None,
         "",
         "AlpacaEval rows: instruction, output (the baseline model's answer)",
+    ),
+    # The math suite: hub copies and the JSON Lines of Qwen2.5-Math's evaluation (which
+    # simpleRL-reason uses) differ in column names, hence the alternatives.
+    "competition_math": Layout(
+        "problem|question",
+        {"answer": "answer"},
+        "id|idx|",
+        BOXED_INSTRUCTION,
+        "AIME / AMC rows: problem or question, answer (text, or a number such as 27.0), id",
+        convert={"answer": "math_answer"},
+    ),
+    "minerva_math": Layout(
+        "problem|question",
+        {"answer": "answer|solution"},
+        "idx|id|",
+        BOXED_INSTRUCTION,
+        "Minerva Math rows: problem or question, answer or a solution ending in \\boxed{}",
+        convert={"answer": "math_answer"},
+    ),
+    "olympiadbench": Layout(
+        "question|problem",
+        {"answer": "final_answer|answer"},
+        "id|idx|",
+        BOXED_INSTRUCTION,
+        "OlympiadBench rows: question, final_answer (a list like ['$3$']), id",
+        convert={"answer": "math_answer"},
+    ),
+    "gsm8k": Layout(
+        "question",
+        {"answer": "answer"},
+        None,
+        BOXED_INSTRUCTION,
+        "GSM8K rows: question, answer (a worked solution ending '#### 72')",
+        convert={"answer": "gsm8k"},
+    ),
+    "mmlu_redux": Layout(
+        "question",
+        {"choices": "choices", "answer": "answer"},
+        None,
+        "",
+        "MMLU-Redux rows: question, choices, answer (index), error_type (only 'ok' rows kept)",
+        render="multiple_choice",
+        where={"error_type": ("ok",)},
+    ),
+    "popqa": Layout(
+        "question",
+        {"possible_answers": "possible_answers"},
+        "id",
+        "",
+        "PopQA rows: id, question, possible_answers (a list, or a JSON list in a string)",
+    ),
+    "zebralogic": Layout(
+        "puzzle",
+        {"solution": "solution"},
+        "id",
+        "",
+        "ZebraLogic grid_mode rows: id, size, puzzle, solution {header, rows} (or its JSON)",
+        render="zebra_grid",
     ),
 }
 
@@ -166,6 +232,9 @@ class SourceConfig:
             reference=base.reference if self.reference is None else dict(self.reference),
             id_key=base.id_key if self.id_key is None else (self.id_key or None),
             suffix=base.suffix if self.suffix is None else self.suffix,
+            convert=base.convert if self.reference is None else {},
+            render=None if self.prompt_key else base.render,
+            where=base.where,
         )
 
 
@@ -175,6 +244,8 @@ def load_source(cfg: SourceConfig) -> list[Example]:
     if cfg.synthetic:
         return _synthetic_examples(cfg, layout.suffix)
     rows = read_records(cfg.path, cfg.format, cfg.split)
+    for column, values in layout.where.items():
+        rows = [r for r in rows if r.get(column, values[0]) in values]  # no column: kept
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     examples = [_example(row, i, cfg, layout, cfg.path) for i, row in enumerate(rows)]
@@ -226,7 +297,10 @@ def check_sources(sources: list[SourceConfig]) -> None:
 
 
 def lookup(row: dict[str, Any], column: str) -> Any:
-    """``row[column]``, where a dotted column walks nested records; KeyError when absent."""
+    """``row[column]``, where a dotted column walks nested records and ``a|b`` takes the first
+    alternative the row has; KeyError when absent."""
+    if "|" in column:
+        return lookup(row, resolve(row, column))
     if column in row:
         return row[column]
     node: Any = row
@@ -235,6 +309,17 @@ def lookup(row: dict[str, Any], column: str) -> Any:
             raise KeyError(column)
         node = node[part]
     return node
+
+
+def resolve(row: dict[str, Any], column: str) -> str:
+    """The alternative of ``a|b|...`` that ``row`` has (KeyError when none)."""
+    for alternative in column.split("|"):
+        try:
+            lookup(row, alternative)
+            return alternative
+        except KeyError:
+            continue
+    raise KeyError(column)
 
 
 _REQUIRED = object()
@@ -270,17 +355,25 @@ def _example(
     row: dict[str, Any], index: int, cfg: SourceConfig, layout: Layout, where_file: str
 ) -> Example:
     where = f"{where_file}, row {index}"
-    messages = to_messages(_cell(row, layout.prompt_key, "prompt_key", index, where_file), where)
+    if layout.render:
+        try:
+            prompt = PROMPT_BUILDERS[layout.render](row)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+    else:
+        prompt = _cell(row, layout.prompt_key, "prompt_key", index, where_file)
+    messages = to_messages(prompt, where)
     if layout.suffix:
         last = {**messages[-1], "content": messages[-1]["content"] + layout.suffix}
         messages = (*messages[:-1], last)
     reference = {
-        name: _cell(row, column, f"reference {name!r}", index, where_file)
+        name: _reference(row, column, layout.convert.get(name), name, index, where_file)
         for name, column in layout.reference.items()
     }
-    row_id = _cell(row, layout.id_key, "id_key", index, where_file) if layout.id_key else index
+    row_id = _row_id(row, layout.id_key, index, where_file)
     if cfg.metadata is None:
-        used = {layout.prompt_key, *layout.reference.values(), layout.id_key}
+        named = [layout.prompt_key, *layout.reference.values(), layout.id_key or ""]
+        used = {option for column in named for option in column.split("|")}
         metadata = {k: v for k, v in row.items() if k not in used}
     else:
         metadata = {c: _cell(row, c, "metadata", index, where_file, None) for c in cfg.metadata}
@@ -292,6 +385,31 @@ def _example(
         metadata=metadata,
         suffix=layout.suffix,
     )
+
+
+def _reference(
+    row: dict[str, Any], column: str, converter: str | None, name: str, index: int, where: str
+) -> Any:
+    value = _cell(row, column, f"reference {name!r}", index, where)
+    if converter is None:
+        return value
+    try:
+        return CONVERTERS[converter](value, resolve(row, column))
+    except DataError as exc:
+        raise DataError(f"{where}, row {index}: {exc}") from None
+
+
+def _row_id(row: dict[str, Any], id_key: str | None, index: int, where: str) -> Any:
+    """The row's id column; an alternative list ending in ``|`` (``id|idx|``) falls back to the
+    row number when the row has none of them."""
+    if not id_key:
+        return index
+    if id_key.endswith("|"):
+        try:
+            return lookup(row, resolve(row, id_key.rstrip("|")))
+        except KeyError:
+            return index
+    return _cell(row, id_key, "id_key", index, where)
 
 
 def _check_unique(examples: list[Example], cfg: SourceConfig, layout: Layout) -> None:

@@ -3,7 +3,13 @@
 A :class:`BenchmarkSpec` names a benchmark kind (a key of :data:`BENCHMARKS`), the file to read
 (kinds backed by a file) and a label (the key of its results). On the command line it is written
 ``[LABEL:]KIND[=PATH]``, e.g. ``math500=data/math500.json``, ``aime:math500=aime24.json`` (any
-file in the MATH-500 format) or ``tiny_math``.
+file in the MATH-500 format) or ``tiny_math``. PATH may also be a Hugging Face hub id
+(``ORG/NAME``, ``ORG/NAME/CONFIG``, ``ORG/NAME/*`` for every configuration); kinds with a default
+hub id (``aime24``, ``ifbench``, ``mmlu_redux``...) need no PATH at all.
+
+Kinds scored by ``reward`` call a registered reward (:mod:`mgs.rewards.registry`) through its
+``details`` method, and aggregate with the kind's ``metrics`` (:mod:`mgs.eval.scoring`): any
+benchmark is also an RL domain, with the same scorer.
 
 Rows become :class:`~mgs.data.Example` objects through the same sources and presets as training
 data (:mod:`mgs.data.sources`), and prompts are rendered by the training templates.
@@ -21,7 +27,8 @@ from mgs.data.sources import SourceConfig, load_source
 from mgs.data.templates import render_examples
 from mgs.errors import ConfigError, DataError, unknown_name
 
-Scoring = Literal["math", "ifeval", "reward_model", "pairwise"]
+Scoring = Literal["math", "ifeval", "reward_model", "pairwise", "reward"]
+Metrics = Literal["accuracy", "instructions", "grid"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,14 @@ class BenchmarkKind:
     synthetic: str | None = None  # built-in tiny domain (held-out split) instead of a file
     primary: str = ""  # the headline metric (empty: chosen from the decoding, for math)
     training_reward: bool = False  # also report `reward`, the training reward of the domain
+    reward: str | None = None  # scoring "reward": the registered reward that scores it
+    metrics: Metrics = "accuracy"  # scoring "reward": how its per-sample details aggregate
+    hub: str | None = None  # read when no PATH is given: ORG/NAME[/CONFIG or /*]
+    split: str = "test"  # the hub dataset's split
 
     @property
     def needs_file(self) -> bool:
-        return self.synthetic is None
+        return self.synthetic is None and self.hub is None
 
     @property
     def needs_reward_model(self) -> bool:
@@ -50,12 +61,89 @@ BENCHMARKS: dict[str, BenchmarkKind] = {
         "MATH-500 format (json/jsonl/parquet): problem, answer, unique_id; the prompt asks for a "
         "\\boxed{} answer, checked by math-verify",
         preset="math",
+        hub="HuggingFaceH4/MATH-500",
+    ),
+    "aime24": BenchmarkKind(
+        "math",
+        "AIME 2024 (30 problems): problem (or question), answer",
+        preset="competition_math",
+        hub="HuggingFaceH4/aime_2024",
+        split="train",
+    ),
+    "aime25": BenchmarkKind(
+        "math",
+        "AIME 2025 (30 problems): problem (or question), answer",
+        preset="competition_math",
+        hub="math-ai/aime25",
+    ),
+    "amc23": BenchmarkKind(
+        "math",
+        "AMC 2023 (40 problems): question (or problem), answer (27.0 reads as 27)",
+        preset="competition_math",
+        hub="math-ai/amc23",
+    ),
+    "minerva_math": BenchmarkKind(
+        "math",
+        "Minerva Math (272 problems): problem (or question), answer or a \\boxed{} solution",
+        preset="minerva_math",
+        hub="math-ai/minervamath",
+    ),
+    "olympiadbench": BenchmarkKind(
+        "math",
+        "OlympiadBench, English text-only maths (675 problems): question, final_answer",
+        preset="olympiadbench",
+        hub="Hothan/OlympiadBench/OE_TO_maths_en_COMP",
+        split="train",
+    ),
+    "gsm8k": BenchmarkKind(
+        "math",
+        "GSM8K test (1319 problems): question, answer ending '#### N'",
+        preset="gsm8k",
+        hub="openai/gsm8k/main",
+    ),
+    "ifbench": BenchmarkKind(
+        "reward",
+        "IFBench (IFEval's format with 58 new instruction ids): key, prompt, "
+        "instruction_id_list, kwargs",
+        preset="ifeval",
+        primary="prompt_level_strict_acc",
+        reward="ifbench",
+        metrics="instructions",
+        hub="allenai/IFBench_test",
+        split="train",
+    ),
+    "mmlu_redux": BenchmarkKind(
+        "reward",
+        "MMLU-Redux: question, choices, answer (index), error_type (rows not 'ok' are left out)",
+        preset="mmlu_redux",
+        primary="accuracy",
+        reward="multiple_choice",
+        hub="edinburgh-dawg/mmlu-redux-2.0/*",
+    ),
+    "popqa": BenchmarkKind(
+        "reward",
+        "PopQA: id, question, possible_answers (the answer's aliases)",
+        preset="popqa",
+        primary="accuracy",
+        reward="popqa",
+        hub="akariasai/PopQA",
+    ),
+    "zebralogic": BenchmarkKind(
+        "reward",
+        "ZebraLogic grid_mode: id, size, puzzle, solution {header, rows}",
+        preset="zebralogic",
+        primary="puzzle_acc",
+        reward="zebralogic",
+        metrics="grid",
+        hub="WildEval/ZebraLogic/grid_mode",
     ),
     "ifeval": BenchmarkKind(
         "ifeval",
         "IFEval format: key, prompt, instruction_id_list, kwargs",
         preset="ifeval",
         primary="prompt_level_strict_acc",
+        hub="google/IFEval",
+        split="train",
     ),
     "alpacaeval": BenchmarkKind(
         "pairwise",
@@ -94,6 +182,18 @@ BENCHMARKS: dict[str, BenchmarkKind] = {
 }
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+|/\*)?$")
+_DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".parquet")
+
+
+def is_hub_id(path: str) -> bool:
+    """A PATH that names a hub dataset rather than a local file: ``ORG/NAME[/CONFIG]``, not an
+    existing path and without a data-file extension."""
+    return (
+        bool(_HUB_ID.match(path))
+        and not Path(path).exists()
+        and not path.lower().endswith(_DATA_SUFFIXES)
+    )
 
 
 @dataclass(frozen=True)
@@ -113,7 +213,9 @@ class BenchmarkSpec:
                 f"benchmark {self.kind!r} reads a file: write --bench {self.kind}=PATH "
                 f"({bench.about})"
             )
-        if not bench.needs_file and self.path:
+        if bench.scoring == "reward" and not bench.reward:
+            raise ConfigError(f"benchmark kind {self.kind!r} is scored by a reward but names none")
+        if bench.synthetic is not None and self.path:
             raise ConfigError(
                 f"benchmark {self.kind!r} is built in and takes no file; write --bench {self.kind}"
             )
@@ -130,6 +232,15 @@ class BenchmarkSpec:
     @property
     def info(self) -> BenchmarkKind:
         return BENCHMARKS[self.kind]
+
+    @property
+    def source(self) -> str | None:
+        """Where its rows come from: the PATH given, else the kind's hub id (None: built in)."""
+        return self.path or self.info.hub
+
+    @property
+    def from_hub(self) -> bool:
+        return self.source is not None and is_hub_id(self.source)
 
     @classmethod
     def parse(cls, text: str) -> BenchmarkSpec:
@@ -161,8 +272,9 @@ def check_unique(specs: list[BenchmarkSpec]) -> None:
 
 
 def check_file(spec: BenchmarkSpec) -> None:
-    """A file-backed benchmark's file must exist (checked before any model is loaded)."""
-    if spec.path is not None and not Path(spec.path).exists():
+    """A file-backed benchmark's file must exist (checked before any model is loaded); a hub id
+    is checked when it is read."""
+    if spec.path is not None and not Path(spec.path).exists() and not is_hub_id(spec.path):
         raise DataError(
             f"benchmark {spec.name!r}: file {spec.path!r} does not exist; pass the path of a "
             f"{spec.info.about.split(':')[0]} file"
@@ -197,11 +309,17 @@ def load_benchmark(
     else:
         check_file(spec)
         source = SourceConfig(
-            domain=spec.kind, path=str(spec.path), preset=bench.preset, limit=limit, name=spec.name
+            domain=spec.kind,
+            path=str(spec.source),
+            preset=bench.preset,
+            limit=limit,
+            name=spec.name,
+            format="hf" if spec.from_hub else "auto",
+            split=bench.split,
         )
     examples = load_source(source)
     if not examples:
-        raise DataError(f"benchmark {spec.name!r}: {spec.path or spec.kind} has no rows")
+        raise DataError(f"benchmark {spec.name!r}: {spec.source or spec.kind} has no rows")
     rendered = render_examples(examples, template, tokenizer, max_prompt_tokens, overlong)
     if not rendered.kept:
         raise DataError(

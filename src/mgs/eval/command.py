@@ -29,6 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[LABEL:]KIND[=PATH]",
         help=f"A benchmark (repeat for several). Kinds: {kinds}.",
     )
+    parser.add_argument(
+        "--suite",
+        metavar="NAME",
+        help="A benchmark suite with its own sampling conventions and one summary table: math "
+        "(simpleRL-reason's AIME24/25, AMC23 at avg@32; MATH-500, Minerva Math, OlympiadBench, "
+        "GSM8K; temperature 1.0, top-p 0.95). Flags override its conventions.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="--suite: local copies (DIR/aime24.jsonl or DIR/aime24/test.jsonl); a set without "
+        "one is read from the hub, and skipped when neither is reachable.",
+    )
     g = parser.add_argument_group("prompts and decoding (default: the run's, else zero_think)")
     g.add_argument("--template", choices=TEMPLATES, help="Prompt template, as in training.")
     g.add_argument(
@@ -210,16 +223,42 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise ConfigError("pass the model to evaluate: mgs eval MODEL_OR_RUN_DIR --bench ...")
-    specs = [BenchmarkSpec.parse(text) for text in args.bench]
+    if args.suite:
+        _suite_defaults(args)  # the suite's sampling where no flag sets it, before validation
     cfg = build_config(args)
     out = Path(args.out) if args.out else default_out(args.model)
     if out.suffix == ".md":
         raise ConfigError(f"--out {out} is the results JSON; write e.g. --out {out.stem}.json")
+    if args.suite:
+        return _run_suite(args, cfg, out)
+    specs = [BenchmarkSpec.parse(text) for text in args.bench]
     from mgs.eval.runner import check_benchmarks, evaluate_model
 
     check_benchmarks(specs, cfg)  # before loading anything heavy
     result = evaluate_model(args.model, specs, cfg)
     json_path, md_path = result.save(out)
     print(result.markdown())
+    print(f"\nwrote {json_path} and {md_path} ({result.seconds:.0f} s)")
+    return 0
+
+
+def _suite_defaults(args: argparse.Namespace) -> None:
+    from mgs.eval.suites import check_suite_args, get_suite
+
+    check_suite_args(args.suite, args.bench)
+    suite = get_suite(args.suite)
+    for key in ("temperature", "top_p", "max_new_tokens"):
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(suite, key))
+
+
+def _run_suite(args: argparse.Namespace, cfg: Any, out: Path) -> int:
+    from mgs.eval.suites import run_suite, suite_table
+
+    result, skipped = run_suite(args.model, args.suite, cfg, args.data_dir)
+    json_path, md_path = result.save(out)
+    table = suite_table(args.suite, result, skipped)
+    md_path.write_text(f"{table}\n\n{result.markdown()}\n", encoding="utf-8")
+    print(table)
     print(f"\nwrote {json_path} and {md_path} ({result.seconds:.0f} s)")
     return 0

@@ -6,6 +6,11 @@ evaluation's extraction config: the thought is never scored). A completion with 
 instruction, loses every pairwise comparison, and is scored by the reward model as the empty
 response. :func:`aggregate` reads nothing but the records, so the JSON's aggregates can always be
 recomputed from its per-sample scores.
+
+Kinds scored by ``reward`` go through one path, :func:`_reward`: the kind's registered reward
+(``get_reward(name)``) scores the responses with its ``details`` method, which returns per sample
+the ``reward`` plus what the kind's metrics read (``correct``; ``strict`` / ``loose``;
+``cells_correct`` / ``cells_total``), and :data:`REWARD_METRICS` aggregates them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ class Scorers:
         self._math: Any = None
         self._rm: Any = None
         self._judge: ChatJudge | None = None
+        self._rewards: dict[str, Any] = {}
+
+    def named_reward(self, name: str) -> Any:
+        """The registered reward ``name`` (built once; the IF rewards take ``cfg.ifeval``)."""
+        if name not in self._rewards:
+            from mgs.dataclass_config import to_dict
+            from mgs.rewards.registry import get_reward
+
+            options = to_dict(self.cfg.ifeval) if name in ("ifeval", "ifbench") else {}
+            reward = get_reward(name, **options)
+            if not callable(getattr(reward, "details", None)):
+                raise ConfigError(
+                    f"reward {name!r} has no details() method, so it cannot score a benchmark; "
+                    "give it details(prompts, completions, **columns) -> list[dict]"
+                )
+            self._rewards[name] = reward
+        return self._rewards[name]
 
     def math(self) -> Any:
         if self._math is None:
@@ -91,7 +113,11 @@ class Scorers:
     def close(self) -> None:
         if self._math is not None:
             self._math.close()
+        for reward in self._rewards.values():
+            if callable(getattr(reward, "close", None)):
+                reward.close()
         self._math = self._rm = self._judge = None
+        self._rewards = {}
 
 
 def score_samples(
@@ -101,6 +127,8 @@ def score_samples(
     on_done: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One ``scores`` mapping per sample (see docs/eval.md for the keys of each kind)."""
+    if kind.scoring == "reward":
+        return _reward(kind, samples, scorers)
     score = {
         "math": _math,
         "ifeval": _ifeval,
@@ -112,6 +140,22 @@ def score_samples(
         for s, scores in zip(samples, out):
             scores["reward"] = _training_reward(kind, s, scores, scorers.cfg)
     return out
+
+
+def _reward(kind: BenchmarkKind, samples: list[Sample], scorers: Scorers) -> list[dict[str, Any]]:
+    """The kind's registered reward on the responses (a missing response is scored as the empty
+    response: it answers nothing, follows no instruction, fills no cell)."""
+    reward = scorers.named_reward(str(kind.reward))
+    names = sorted({k for s in samples for k in s.example.reference})
+    columns = {k: [s.example.reference.get(k) for s in samples] for k in names}
+    details = reward.details(
+        [s.example.question for s in samples], [s.response or "" for s in samples], **columns
+    )
+    if len(details) != len(samples):
+        raise ConfigError(
+            f"reward {kind.reward!r} returned {len(details)} details for {len(samples)}"
+        )
+    return [dict(d) for d in details]
 
 
 def _math(samples: list[Sample], scorers: Scorers, on_done: Any) -> list[dict[str, Any]]:
@@ -212,22 +256,13 @@ def aggregate(
     scores = [r["scores"] for r in records]
     metrics: dict[str, float] = {}
     if kind.scoring == "math":
-        by_prompt: dict[str, list[float]] = {}
-        for r in records:
-            by_prompt.setdefault(r["id"], []).append(float(r["scores"]["correct"]))
-        rows = list(by_prompt.values())
-        n = min(len(row) for row in rows)
-        if greedy:
-            metrics["greedy_pass@1"] = avg_at_k(rows)
-        else:
-            metrics[f"avg@{n}"] = avg_at_k(rows)
-            counts = [(len(row), int(sum(row))) for row in rows]
-            for k in pass_k or default_ks(n):
-                metrics[f"pass@{k}"] = mean_pass_at_k(counts, k)
+        metrics.update(_sampled_accuracy(records, greedy, pass_k))
     elif kind.scoring == "ifeval":
-        metrics.update(
-            ifeval_accuracies([s["strict"] for s in scores], [s["loose"] for s in scores])
-        )
+        metrics.update(_instructions(records, greedy, pass_k))
+    elif kind.scoring == "reward":
+        metrics.update(REWARD_METRICS[kind.metrics](records, greedy, pass_k))
+        rewards = [float(s["reward"]) for s in scores if s.get("reward") is not None]
+        metrics["reward"] = mean(rewards) if rewards else float("nan")
     if any("rm_score" in s for s in scores):
         metrics["rm_score"] = mean([s["rm_score"] for s in scores])
     if any("ref_rm_score" in s for s in scores):
@@ -242,6 +277,65 @@ def aggregate(
     metrics["truncated_rate"] = mean([float(r["finish_reason"] == "length") for r in records])
     metrics["completion_tokens"] = mean([float(r["completion_tokens"]) for r in records])
     return metrics
+
+
+def _sampled_accuracy(
+    records: list[dict[str, Any]], greedy: bool, pass_k: list[int] | None
+) -> dict[str, float]:
+    """``greedy_pass@1`` (greedy) or ``avg@k`` and ``pass@j`` (sampling) of the ``correct``
+    scores, grouped by prompt id."""
+    by_prompt: dict[str, list[float]] = {}
+    for r in records:
+        by_prompt.setdefault(r["id"], []).append(float(r["scores"]["correct"]))
+    rows = list(by_prompt.values())
+    n = min(len(row) for row in rows)
+    if greedy:
+        return {"greedy_pass@1": avg_at_k(rows)}
+    metrics = {f"avg@{n}": avg_at_k(rows)}
+    counts = [(len(row), int(sum(row))) for row in rows]
+    for k in pass_k or default_ks(n):
+        metrics[f"pass@{k}"] = mean_pass_at_k(counts, k)
+    return metrics
+
+
+def _accuracy(
+    records: list[dict[str, Any]], greedy: bool, pass_k: list[int] | None
+) -> dict[str, float]:
+    """``accuracy`` (mean ``correct`` over samples) and the sampled accuracies."""
+    correct = [float(r["scores"]["correct"]) for r in records]
+    return {"accuracy": mean(correct), **_sampled_accuracy(records, greedy, pass_k)}
+
+
+def _instructions(
+    records: list[dict[str, Any]], greedy: bool, pass_k: list[int] | None
+) -> dict[str, float]:
+    """IFEval's prompt- and instruction-level accuracies, strict and loose (rows without any
+    instruction are left out)."""
+    rows = [r["scores"] for r in records if r["scores"]["strict"]]
+    if not rows:
+        raise ValueError("no sample has an instruction to check")
+    return ifeval_accuracies([s["strict"] for s in rows], [s["loose"] for s in rows])
+
+
+def _grid(
+    records: list[dict[str, Any]], greedy: bool, pass_k: list[int] | None
+) -> dict[str, float]:
+    """ZebraLogic: ``puzzle_acc`` (fully solved), ``cell_acc`` (correct cells over all cells,
+    pooled over samples, as ZeroEval) and ``no_answer_rate`` (no solution object found)."""
+    scores = [r["scores"] for r in records]
+    cells = sum(int(s["cells_total"]) for s in scores)
+    return {
+        "puzzle_acc": mean([float(s["correct"]) for s in scores]),
+        "cell_acc": sum(int(s["cells_correct"]) for s in scores) / cells if cells else float("nan"),
+        "no_answer_rate": mean([0.0 if s["parsed"] else 1.0 for s in scores]),
+    }
+
+
+REWARD_METRICS: dict[str, Callable[..., dict[str, float]]] = {
+    "accuracy": _accuracy,
+    "instructions": _instructions,
+    "grid": _grid,
+}
 
 
 def primary_metric(kind: BenchmarkKind, greedy: bool, samples: int) -> str:

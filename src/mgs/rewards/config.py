@@ -143,5 +143,10 @@ class RewardsConfig:
         """The options :func:`~mgs.rewards.get_reward` gets for reward ``name`` (built-ins only)."""
         from mgs.dataclass_config import to_dict
 
-        section = {"math": self.math, "ifeval": self.ifeval, "reward_model": self.reward_model}
+        section = {
+            "math": self.math,
+            "ifeval": self.ifeval,
+            "ifbench": self.ifeval,  # the same checks and options under IFBench's name
+            "reward_model": self.reward_model,
+        }
         return to_dict(section[name]) if name in section else {}

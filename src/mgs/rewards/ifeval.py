@@ -1,4 +1,4 @@
-"""Instruction-following reward: Google's IFEval checkers on the response.
+"""Instruction-following reward: Google's IFEval checkers (and AllenAI's IFBench ones) on the response.
 
 The checkers are the reference implementation as maintained in ``lm-eval``
 (``lm_eval.tasks.ifeval``: Google's ``instructions.py`` / ``instructions_registry.py``), used as a
@@ -9,6 +9,11 @@ instructions followed, or all-or-nothing) and two things for reproducibility and
 - NLTK's punkt data comes from :mod:`mgs.rewards.punkt_offline` when it cannot be downloaded;
 - ``langdetect`` is seeded (its detector is random by default, so ``language:response_language``
   and the ``change_case:english_*`` checks could flip between runs).
+
+Instruction ids of IFBench (``count:keywords_multiple``, ``words:alphabet``...) are looked up in
+:mod:`mgs.rewards.ifbench` when they are not IFEval's, so both the ``ifeval`` and the ``ifbench``
+rewards check rows of either benchmark (and rows mixing both). IFBench's checkers load only when
+such an id is first seen.
 """
 
 from __future__ import annotations
@@ -42,23 +47,33 @@ def instruction_registry() -> dict[str, Any]:
 
 
 def instruction_ids() -> list[str]:
-    """Every instruction id the checkers know."""
+    """Every IFEval instruction id the checkers know (IFBench's: ``mgs.rewards.ifbench``)."""
     return sorted(instruction_registry())
+
+
+def checker_class(instruction_id: str) -> Any:
+    """The checker class of an IFEval or IFBench instruction id; unknown ids list both families."""
+    registry = instruction_registry()
+    if instruction_id in registry:
+        return registry[instruction_id]
+    from mgs.rewards.ifbench import ifbench_registry, looks_like_ifbench
+
+    if looks_like_ifbench(instruction_id):
+        bench = ifbench_registry()
+        if instruction_id in bench:
+            return bench[instruction_id]
+        raise unknown_name("IFEval / IFBench instruction id", instruction_id, [*registry, *bench])
+    raise unknown_name("IFEval instruction id", instruction_id, list(registry))
 
 
 @lru_cache(maxsize=4096)
 def _checker(instruction_id: str, kwargs_json: str, prompt: str | None) -> Any:
-    registry = instruction_registry()
-    if instruction_id not in registry:
-        raise unknown_name("IFEval instruction id", instruction_id, list(registry))
-    checker = registry[instruction_id](instruction_id)
+    checker = checker_class(instruction_id)(instruction_id)
     kwargs = json.loads(kwargs_json)
     try:
         checker.build_description(**kwargs)
     except TypeError as exc:
-        raise DataError(
-            f"IFEval instruction {instruction_id!r}: bad kwargs {kwargs}: {exc}"
-        ) from None
+        raise DataError(f"instruction {instruction_id!r}: bad kwargs {kwargs}: {exc}") from None
     args = checker.get_instruction_args()
     if args and "prompt" in args and prompt is not None:
         checker.build_description(prompt=prompt)
@@ -113,6 +128,7 @@ class IFEvalReward:
     the sample's instructions followed (``mode: fraction``) or 1/0 for all of them (``all``)."""
 
     config_class = IFEvalRewardConfig
+    name = "ifeval"
 
     def __init__(self, cfg: IFEvalRewardConfig | None = None) -> None:
         self.cfg = cfg or IFEvalRewardConfig()
@@ -124,26 +140,53 @@ class IFEvalReward:
         return self.score(prompts, completions, **columns).values
 
     def score(self, prompts: list[str], completions: list[str], **columns: list[Any]) -> Scores:
+        rows = self._check(prompts, completions, columns, (self.cfg.variant,))
+        values = [r["reward"] for r in rows]
+        return Scores(values=values, timed_out=[False] * len(values))
+
+    def details(
+        self, prompts: list[str], completions: list[str], **columns: list[Any]
+    ) -> list[dict[str, Any]]:
+        """Per sample: ``reward`` (as :meth:`__call__`), ``strict`` and ``loose`` (one boolean per
+        instruction; empty lists and reward None for a row without instructions)."""
+        return self._check(prompts, completions, columns, ("strict", "loose"))
+
+    def _check(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        columns: dict[str, list[Any]],
+        variants: tuple[str, ...],
+    ) -> list[dict[str, Any]]:
         ids, specs = columns.get("instruction_id_list"), columns.get("kwargs")
         if ids is None or specs is None:
             raise ConfigError(
-                "the ifeval reward needs 'instruction_id_list' and 'kwargs' columns (IFEval's "
-                f"names); got columns: {', '.join(sorted(columns)) or 'none'}"
+                f"the {self.name} reward needs 'instruction_id_list' and 'kwargs' columns (the "
+                f"names IFEval and IFBench use); got columns: {', '.join(sorted(columns)) or 'none'}"
             )
-        values: list[float | None] = []
+        out: list[dict[str, Any]] = []
         for prompt, response, id_list, spec in zip(prompts, completions, ids, specs):
-            if not id_list:
-                values.append(None)  # no instruction: not applicable
+            if not id_list:  # no instruction: not applicable
+                out.append({"reward": None, **{v: [] for v in variants}})
                 continue
-            ok = ifeval_check(
-                response,
-                list(id_list),
-                list(spec),
-                loose=self.cfg.variant == "loose",
-                prompt=prompt,
+            id_list, spec = list(id_list), _kwargs_list(spec)
+            row: dict[str, Any] = {
+                v: ifeval_check(response, id_list, spec, loose=v == "loose", prompt=prompt)
+                for v in variants
+            }
+            ok = row[self.cfg.variant]
+            row["reward"] = (
+                (1.0 if all(ok) else 0.0) if self.cfg.mode == "all" else sum(ok) / len(ok)
             )
-            if self.cfg.mode == "all":
-                values.append(1.0 if all(ok) else 0.0)
-            else:
-                values.append(sum(ok) / len(ok))
-        return Scores(values=values, timed_out=[False] * len(values))
+            out.append(row)
+        return out
+
+
+def _kwargs_list(spec: Any) -> list[Any]:
+    """A row's ``kwargs``: a list of mappings, or that list stored as a JSON string."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError:
+            raise DataError(f"kwargs {spec[:60]!r} is a string but not JSON") from None
+    return list(spec)

@@ -1,4 +1,5 @@
-"""Rewards by name: the built-ins (``math``, ``ifeval``, ``reward_model``) and users' own.
+"""Rewards by name: the built-ins (``math``, ``ifeval``, ``ifbench``, ``reward_model``,
+``multiple_choice``, ``popqa``, ``zebralogic``) and users' own.
 
 A reward is a callable ``(prompts, completions, **columns) -> list[float | None]`` (the TRL
 convention): ``completions`` are the *response* parts, ``columns`` the dataset columns of those
@@ -6,7 +7,9 @@ samples (``answer`` for math, ``instruction_id_list`` / ``kwargs`` for IFEval), 
 "not applicable" (the router then gives the sample its fallback and counts it).
 
 A reward may also offer ``score(prompts, completions, **columns) -> Scores`` to report which
-samples timed out; the router uses it when present. Rewards holding resources (worker processes,
+samples timed out; the router uses it when present. A benchmark's scorer offers
+``details(prompts, completions, **columns) -> list[dict]``: per sample its ``reward`` and what
+the benchmark's metrics need (``mgs.eval.scoring``). Rewards holding resources (worker processes,
 a model) may offer ``close()``.
 
 Built-ins are registered by import path, so looking one up (or validating a config) never imports
@@ -44,7 +47,11 @@ class Scores:
 _BUILTIN: dict[str, str] = {
     "math": "mgs.rewards.math_reward:MathReward",
     "ifeval": "mgs.rewards.ifeval:IFEvalReward",
+    "ifbench": "mgs.rewards.ifbench:IFBenchReward",
     "reward_model": "mgs.rewards.reward_model:RewardModelReward",
+    "multiple_choice": "mgs.rewards.multiple_choice:MultipleChoiceReward",
+    "popqa": "mgs.rewards.popqa:PopQAReward",
+    "zebralogic": "mgs.rewards.zebralogic:ZebraLogicReward",
 }
 _USER: dict[str, Callable[..., Any]] = {}
 

@@ -189,7 +189,7 @@ def test_synthetic_sources_read_their_split():
             "valid names: tiny_chat, tiny_if, tiny_math",
         ),
         (
-            {"domain": "math", "path": "a.json", "preset": "gsm8k"},
+            {"domain": "math", "path": "a.json", "preset": "gsm8k_v2"},
             UnknownNameError,
             "valid names: alpacaeval",
         ),

@@ -34,15 +34,16 @@ def test_spec_parsing():
 
 def test_unknown_benchmark_lists_the_valid_names():
     with pytest.raises(UnknownNameError) as err:
-        BenchmarkSpec.parse("gsm8k=x.json")
-    assert "unknown benchmark 'gsm8k'" in str(err.value)
+        BenchmarkSpec.parse("gsm9k=x.json")
+    assert "unknown benchmark 'gsm9k'" in str(err.value)
     for name in BENCHMARKS:
         assert name in str(err.value)
 
 
 def test_spec_mistakes():
-    with pytest.raises(ConfigError, match="--bench math500=PATH"):
-        BenchmarkSpec.parse("math500")
+    with pytest.raises(ConfigError, match="--bench alpacaeval=PATH"):
+        BenchmarkSpec.parse("alpacaeval")  # no default hub copy: a file is required
+    assert BenchmarkSpec.parse("math500").source == "HuggingFaceH4/MATH-500"  # the hub default
     with pytest.raises(ConfigError, match="takes no file"):
         BenchmarkSpec.parse("tiny_math=x.json")
     with pytest.raises(ConfigError, match="empty path"):

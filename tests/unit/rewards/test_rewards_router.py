@@ -165,7 +165,10 @@ def test_unknown_reward_and_reward_model_without_path_are_config_errors():
 
 
 def test_registry_lookup_options_and_close():
-    with pytest.raises(UnknownNameError, match="valid names: echo, ifeval, math, picky"):
+    with pytest.raises(
+        UnknownNameError,
+        match="valid names: echo, ifbench, ifeval, math, multiple_choice, picky, popqa",
+    ):
         get_reward("nope")
     assert get_reward("picky", none_on="zz").none_on == "zz"
     with pytest.raises(ConfigError, match="does not accept options"):
