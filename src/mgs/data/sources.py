@@ -6,6 +6,8 @@ prompt, the reference and the row id. Presets carry the column layouts of the co
 
     - {domain: math, path: data/math500.json, preset: math}
     - {domain: chat, path: data/wildchat-if_train.parquet, preset: wildchat}
+    - {domain: math, path: hkust-nlp/SimpleRL-Zoo-Data, preset: simplerl_math,
+       data_files: simplelr_qwen_level3to5/train.parquet}      # a dataset on the Hugging Face hub
 
 Columns may be dotted paths into nested records (``reward_model.ground_truth``). Every other
 column travels along as the example's ``metadata`` (or only the ones ``metadata:`` lists). A missing
@@ -77,6 +79,16 @@ PRESETS: dict[str, Layout] = {
         "",
         "AlpacaEval rows: instruction, output (the baseline model's answer)",
     ),
+    # Paper-recipe training sets on the Hugging Face hub (configs/*.yaml, docs/data.md).
+    "simplerl_math": Layout(
+        "question",
+        {"answer": "gt_answer"},
+        None,
+        BOXED_INSTRUCTION,
+        "SimpleRL-Zoo's MATH rows (hkust-nlp/SimpleRL-Zoo-Data, simplelr_qwen_level3to5/"
+        "train.parquet): question (the raw problem; its prompt column is Qwen-templated), "
+        "gt_answer; asks for a \\boxed{} answer",
+    ),
 }
 
 
@@ -85,7 +97,19 @@ class SourceConfig:
     """One source of prompts for one domain: a data file or a built-in tiny generator."""
 
     domain: str = option(help="Domain of every prompt in this source (e.g. math, chat, ifeval).")
-    path: str = option("", help="Data file (.jsonl, .json, .parquet) or Hugging Face dataset.")
+    path: str = option(
+        "",
+        help="Data file (.jsonl, .json, .parquet), a folder saved by Hugging Face datasets, or a "
+        "hub dataset id (owner/name).",
+    )
+    hub_config: str | None = option(
+        None, help="Hub datasets only: the configuration (subset) to load, e.g. filtered."
+    )
+    data_files: str | None = option(
+        None,
+        help="Hub datasets only: the file(s) inside the dataset repository to load, e.g. "
+        "simplelr_qwen_level3to5/train.parquet.",
+    )
     synthetic: str = option(
         "", help=f"Built-in generator instead of a file: {', '.join(SYNTHETIC_DOMAINS)}."
     )
@@ -147,6 +171,11 @@ class SourceConfig:
                 f"source {self.label}: a synthetic source's split must be one of "
                 f"{', '.join(SPLITS)}, got {self.split!r}"
             )
+        if self.synthetic and (self.hub_config or self.data_files):
+            raise ConfigError(
+                f"source {self.label}: hub_config / data_files select parts of a Hugging Face "
+                "dataset; a synthetic source has neither, remove them"
+            )
         if self.size is not None and self.size <= 0:
             raise ConfigError(f"source {self.label}: size must be a positive integer or null")
         if self.limit is not None and self.limit <= 0:
@@ -155,6 +184,25 @@ class SourceConfig:
     @property
     def label(self) -> str:
         return self.name or self.synthetic or Path(self.path).stem
+
+    def plan(self) -> str:
+        """One line saying what this source will load and which columns feed what."""
+        if self.synthetic:
+            return f"{self.domain}: built-in {self.synthetic} generator ({self.split} split)"
+        where = [self.path]
+        if self.hub_config:
+            where.append(f"configuration {self.hub_config}")
+        if self.data_files:
+            where.append(f"file {self.data_files}")
+        layout = self.layout()
+        columns = [f"prompt <- {layout.prompt_key}"]
+        columns += [f"{name} <- {column}" for name, column in layout.reference.items()]
+        columns.append(f"id <- {layout.id_key or 'row number'}")
+        preset = f", preset {self.preset}" if self.preset else ""
+        return (
+            f"{self.domain}: {', '.join(where)} (format {self.format}, split {self.split}"
+            f"{preset}); {', '.join(columns)}"
+        )
 
     def layout(self) -> Layout:
         """The preset's layout with this source's explicit keys on top."""
@@ -172,7 +220,9 @@ def load_source(cfg: SourceConfig) -> list[Example]:
     layout = cfg.layout()
     if cfg.synthetic:
         return _synthetic_examples(cfg, layout.suffix)
-    rows = read_records(cfg.path, cfg.format, cfg.split)
+    rows = read_records(
+        cfg.path, cfg.format, cfg.split, hub_config=cfg.hub_config, data_files=cfg.data_files
+    )
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     examples = [_example(row, i, cfg, layout, cfg.path) for i, row in enumerate(rows)]
