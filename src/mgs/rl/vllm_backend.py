@@ -106,11 +106,15 @@ class VLLMBackend:
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
         kwargs = engine_kwargs(config, model, tokenizer)
         self.in_process = worker_in_process(config)  # weights reach the worker without a copy
+        freeze_engine_env(engine_env(config))
         if config.enable_sleep_mode:
             claim_sleep_mode(self)
-        freeze_engine_env(engine_env(config))
-        with preserved_rng():  # an in-process engine reseeds the global generators
-            self.llm: Any = self.api.LLM(**kwargs)
+        try:
+            with preserved_rng():  # an in-process engine reseeds the global generators
+                self.llm: Any = self.api.LLM(**kwargs)
+        except BaseException:
+            release_sleep_mode(self)
+            raise
         self._asleep: set[str] = set()  # tags of the engine's memory that is released
         self._stale = config.load_format == "dummy"  # engine weights differ from the policy's
         self._cache_dirty = False  # prefix cache holds keys/values of older weights

@@ -258,11 +258,11 @@ def fake_datasets(monkeypatch, *, reachable: bool) -> list[tuple]:
 
 
 def test_the_fake_hub_takes_load_datasets_parameters(monkeypatch) -> None:
-    try:  # the real one, where installed (`pip install mgs[datasets]`)
+    try:  # the real one (lm-eval depends on datasets): the parameters mgs passes keep their names
         import datasets
 
         real = list(inspect.signature(datasets.load_dataset).parameters)
-        assert real == LOAD_DATASET_PARAMS, real
+        assert real[0] == "path" and {"name", "data_files", "split"} <= set(real), real
     except ImportError:
         pass
     fake_datasets(monkeypatch, reachable=True)

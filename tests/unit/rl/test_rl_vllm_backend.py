@@ -139,6 +139,22 @@ def test_one_sleep_mode_engine_per_process(fake, model, tokenizer) -> None:
     assert _backend(model, tokenizer, enable_sleep_mode=True).llm is FakeLLM.last
 
 
+class BrokenLLM(FakeLLM):
+    """An engine that fails to start (no GPU memory left, say)."""
+
+    def __init__(self, model, **kwargs) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_an_engine_that_fails_to_start_frees_the_sleep_mode_claim(monkeypatch, model, tokenizer):
+    install(monkeypatch, tokenizer, llm=BrokenLLM)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _backend(model, tokenizer, enable_sleep_mode=True)
+    monkeypatch.setitem(sys.modules["vllm"].__dict__, "LLM", FakeLLM)
+    monkeypatch.setattr(FakeLLM, "tokenizer", tokenizer)
+    assert _backend(model, tokenizer, enable_sleep_mode=True).llm is FakeLLM.last
+
+
 def test_building_the_engine_keeps_the_trainers_random_state(fake, model, tokenizer) -> None:
     random.seed(11)
     np.random.seed(12)
