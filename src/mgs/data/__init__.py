@@ -32,7 +32,8 @@ from mgs.data.pipeline import (
     load_domains,
     load_eval_prompts,
 )
-from mgs.data.sources import PRESETS, SourceConfig, load_source
+from mgs.data.presets import PRESETS
+from mgs.data.sources import SourceConfig, load_source
 from mgs.data.templates import (
     SHORT_ZERO_THINK_PREAMBLE,
     TEMPLATES,

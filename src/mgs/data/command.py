@@ -155,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 0 or args.start < 0 or args.show < 0:
         raise ConfigError("--steps, --start and --show must be >= 0")
     cfg = load_data_config(args.config, args.overrides)
+    if not args.json:  # what will load, before loading it (a hub dataset may be out of reach)
+        print("will load:")
+        for source in cfg.sources:
+            print(f"  {source.plan()}")
     mixture, report = build_mixture(cfg, _tokenizer(args.tokenizer))
     shown = preview(mixture, args.start, args.steps, args.show)
     if args.json:

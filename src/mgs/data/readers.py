@@ -3,12 +3,17 @@
 Each reader returns ``list[dict]`` and turns every way a file can be wrong (missing, unreadable,
 not a table of records) into a :class:`~mgs.errors.DataError` that names the file and the fix.
 Parquet goes through pyarrow and Hugging Face datasets through ``datasets`` (optional extra
-``mgs[datasets]``), imported only when used.
+``mgs[datasets]``), imported only when used. A path that is no file or folder here but has the form
+``owner/name`` is a dataset on the Hugging Face hub (optionally one configuration of it, or some of
+its files; ``owner/name/CONFIG`` names a configuration in the path, ``owner/name/*`` reads every
+configuration); when the hub cannot be reached the error names the dataset and says how to point
+the source at a local copy instead.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +23,21 @@ from mgs.errors import DataError, MgsError, unknown_name
 Records = list[dict[str, Any]]
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+# owner/name, as the hub spells dataset ids, optionally /CONFIG or /* (every configuration)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+|/\*)?$")
+
+
+def is_hub_id(path: str) -> bool:
+    """``path`` reads as ``owner/name``, is no file or folder here and has no data-file extension
+    (a missing ``data/train.jsonl`` stays a missing file): a hub dataset id."""
+    p = Path(path)
+    return bool(_HUB_ID.match(path)) and not p.exists() and p.suffix.lower() not in _SUFFIX_FORMATS
 
 
 def detect_format(path: str) -> str:
-    """File extension (or a directory, a saved Hugging Face dataset) -> reader name."""
+    """File extension (or a directory, a saved Hugging Face dataset; or a hub id) -> reader."""
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() or is_hub_id(path):
         return "hf"
     fmt = _SUFFIX_FORMATS.get(p.suffix.lower())
     if fmt is None:
@@ -34,15 +48,30 @@ def detect_format(path: str) -> str:
     return fmt
 
 
-def read_records(path: str, fmt: str = "auto", split: str = "train") -> Records:
-    """All rows of ``path`` as dicts; ``fmt`` is a reader name or ``auto`` (from the extension)."""
+def read_records(
+    path: str,
+    fmt: str = "auto",
+    split: str = "train",
+    *,
+    hub_config: str | None = None,
+    data_files: str | None = None,
+) -> Records:
+    """All rows of ``path`` as dicts; ``fmt`` is a reader name or ``auto`` (from the extension).
+    ``hub_config`` / ``data_files`` select a configuration / files of a Hugging Face dataset."""
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in READERS:
         raise unknown_name("data format", fmt, [*READERS, "auto"])
-    if fmt != "hf":
+    if fmt == "hf":
+        records = read_hf(path, split, hub_config=hub_config, data_files=data_files)
+    else:
+        if hub_config or data_files:
+            raise DataError(
+                f"{path!r} is read as a {fmt} file, but hub_config / data_files select parts of "
+                "a Hugging Face dataset; remove them, or name the dataset (owner/name) as path"
+            )
         _check_file(path)
-    records = READERS[fmt](path, split)
+        records = READERS[fmt](path, split)
     if not records:
         raise DataError(f"data file {path!r} holds no rows; point the source at a non-empty file")
     return records
@@ -122,48 +151,79 @@ def read_parquet(path: str, split: str = "train") -> Records:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
-def read_hf(path: str, split: str = "train") -> Records:
-    """A Hugging Face dataset: a folder saved with ``save_to_disk``, or a hub id ``ORG/NAME``,
-    ``ORG/NAME/CONFIG`` (one configuration) or ``ORG/NAME/*`` (every configuration, each row
-    tagged with its ``config``)."""
+def _hub_where(path: str, hub_config: str | None, data_files: str | None) -> str:
+    parts = [repr(path)]
+    if hub_config:
+        parts.append(f"configuration {hub_config!r}")
+    if data_files:
+        parts.append(f"file {data_files!r}")
+    return ", ".join(parts)
+
+
+def _local_copy_hint(path: str, data_files: str | None) -> str:
+    repo = hub_parts(path)[0]
+    fetch = f"hf download {repo}{' ' + data_files if data_files else ''} --repo-type dataset"
+    stem = path.replace("/", "_").replace("*", "all")
+    export = (
+        f"python -c \"import datasets; datasets.load_dataset('{repo}', split='train')"
+        f".to_json('{stem}.jsonl')\""
+    )
+    return (
+        f"fetch it where the hub is reachable (`{fetch} --local-dir DIR`, or `{export}`, or "
+        "datasets.load_dataset(...).save_to_disk(DIR)) and set this source's path: to the local "
+        ".parquet / .jsonl / .json file or the saved dataset folder, keeping its preset: (with "
+        "mgs eval, pass that file instead of the hub id)"
+    )
+
+
+def hub_parts(path: str) -> tuple[str, str | None]:
+    """``owner/name[/CONFIG]`` -> (``owner/name``, ``CONFIG`` or None); ``*``: every config."""
+    parts = path.split("/")
+    if len(parts) == 3:
+        return "/".join(parts[:2]), parts[2]
+    return path, None
+
+
+def read_hf(
+    path: str,
+    split: str = "train",
+    *,
+    hub_config: str | None = None,
+    data_files: str | None = None,
+) -> Records:
+    """A Hugging Face dataset: a folder saved with ``save_to_disk``, or a hub id (``owner/name``,
+    optionally one ``hub_config`` of it (or ``owner/name/CONFIG``; ``owner/name/*``: every
+    configuration, each row tagged with its ``config``) or some of its ``data_files``)."""
+    where = _hub_where(path, hub_config, data_files)
     try:
         import datasets
     except ImportError:
         raise DataError(
-            f"reading {path!r} as a Hugging Face dataset needs the `datasets` package; "
-            "run `pip install mgs[datasets]` or export the data to .jsonl / .parquet"
+            f"reading Hugging Face dataset {where} needs the `datasets` package; run "
+            f"`pip install mgs[datasets]`, or use a local copy: {_local_copy_hint(path, data_files)}"
         ) from None
-    saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
     try:
+        saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
         if any(marker.is_file() for marker in saved):  # written by save_to_disk
             return _split(datasets.load_from_disk(path), path, split).to_list()
-        repo, _, config = _hub_parts(path)
+        repo, config = hub_parts(path)
+        config = hub_config or config
         if config != "*":
-            return _split(datasets.load_dataset(repo, config, split=split), path, split).to_list()
+            loaded = datasets.load_dataset(repo, name=config, data_files=data_files, split=split)
+            return _split(loaded, path, split).to_list()
         rows: Records = []
         for name in datasets.get_dataset_config_names(repo):
-            part = datasets.load_dataset(repo, name, split=split).to_list()
-            rows += [{**r, "config": r.get("config", name)} for r in part]
+            part = datasets.load_dataset(repo, name=name, data_files=data_files, split=split)
+            rows += [{**r, "config": r.get("config", name)} for r in part.to_list()]
         return rows
     except MgsError:
         raise
-    except Exception as exc:  # datasets raises many types (FileNotFound, ConnectionError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        stem = path.replace("/", "_").replace("*", "all")
+    except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFound, ...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"could not load Hugging Face dataset {path!r} (split {split!r}): {first}. Without "
-            'hub access, save it where the hub is reachable, e.g. `python -c "import datasets; '
-            f"datasets.load_dataset('{path.split('/*')[0]}', split='{split}')"
-            f".to_json('{stem}.jsonl')\"`, and pass that file instead of the hub id"
+            f"could not load Hugging Face dataset {where}: {reason}. If the hub is out of reach, "
+            f"use a local copy: {_local_copy_hint(path, data_files)}"
         ) from None
-
-
-def _hub_parts(path: str) -> tuple[str, str, str | None]:
-    """``ORG/NAME[/CONFIG]`` -> (``ORG/NAME``, ``NAME``, ``CONFIG`` or None)."""
-    parts = path.split("/")
-    if len(parts) == 3:
-        return "/".join(parts[:2]), parts[1], parts[2]
-    return path, parts[-1], None
 
 
 def _split(loaded: Any, path: str, split: str) -> Any:

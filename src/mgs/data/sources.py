@@ -6,6 +6,8 @@ prompt, the reference and the row id. Presets carry the column layouts of the co
 
     - {domain: math, path: data/math500.json, preset: math}
     - {domain: chat, path: data/wildchat-if_train.parquet, preset: wildchat}
+    - {domain: math, path: hkust-nlp/SimpleRL-Zoo-Data, preset: simplerl_math,
+       data_files: simplelr_qwen_level3to5/train.parquet}      # a dataset on the Hugging Face hub
 
 Columns may be dotted paths into nested records (``reward_model.ground_truth``) and may list
 alternatives (``problem|question``: the first the row has), so one preset reads both a hub copy
@@ -20,130 +22,19 @@ file and the row: rows are never dropped silently.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mgs.data.example import Example, to_messages
 from mgs.data.generators import SPLITS, check_generator, generate, generator_names
+from mgs.data.presets import PRESETS, Layout
 from mgs.data.readers import READERS, read_records
 from mgs.data.transforms import CONVERTERS, PROMPT_BUILDERS
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, DataError, unknown_name
 
-BOXED_INSTRUCTION = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 _DOMAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a file keeps the prompt, the reference fields and the row id."""
-
-    prompt_key: str = "prompt"
-    reference: dict[str, str] = field(default_factory=dict)  # reference name -> column
-    id_key: str | None = None  # None: the row number
-    suffix: str = ""  # appended to the last user message
-    about: str = ""
-    convert: dict[str, str] = field(default_factory=dict)  # reference name -> CONVERTERS key
-    render: str | None = None  # PROMPT_BUILDERS key: the prompt from the whole row
-    where: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # keep rows: column in values
-
-
-PRESETS: dict[str, Layout] = {
-    "math": Layout(
-        "problem",
-        {"answer": "answer"},
-        "unique_id",
-        BOXED_INSTRUCTION,
-        "MATH-style rows (math500.json): problem, answer, unique_id; asks for a \\boxed{} answer",
-    ),
-    "ifeval": Layout(
-        "prompt",
-        {"instruction_id_list": "instruction_id_list", "kwargs": "kwargs"},
-        "key",
-        "",
-        "IFEval rows (ifeval.json): prompt, instruction_id_list, kwargs, key",
-    ),
-    "wildchat": Layout(
-        "prompt",
-        {},
-        "extra_info.index",
-        "",
-        "verl chat parquet (wildchat-if_*.parquet): prompt messages, extra_info.index",
-    ),
-    "verl": Layout(
-        "prompt",
-        {"answer": "reward_model.ground_truth"},
-        None,
-        "",
-        "verl RL parquet with a ground truth: prompt messages, reward_model.ground_truth",
-    ),
-    "alpacaeval": Layout(
-        "instruction",
-        {"baseline_output": "output"},
-        None,
-        "",
-        "AlpacaEval rows: instruction, output (the baseline model's answer)",
-    ),
-    # The math suite: hub copies and the JSON Lines of Qwen2.5-Math's evaluation (which
-    # simpleRL-reason uses) differ in column names, hence the alternatives.
-    "competition_math": Layout(
-        "problem|question",
-        {"answer": "answer"},
-        "id|idx|",
-        BOXED_INSTRUCTION,
-        "AIME / AMC rows: problem or question, answer (text, or a number such as 27.0), id",
-        convert={"answer": "math_answer"},
-    ),
-    "minerva_math": Layout(
-        "problem|question",
-        {"answer": "answer|solution"},
-        "idx|id|",
-        BOXED_INSTRUCTION,
-        "Minerva Math rows: problem or question, answer or a solution ending in \\boxed{}",
-        convert={"answer": "math_answer"},
-    ),
-    "olympiadbench": Layout(
-        "question|problem",
-        {"answer": "final_answer|answer"},
-        "id|idx|",
-        BOXED_INSTRUCTION,
-        "OlympiadBench rows: question, final_answer (a list like ['$3$']), id",
-        convert={"answer": "math_answer"},
-    ),
-    "gsm8k": Layout(
-        "question",
-        {"answer": "answer"},
-        None,
-        BOXED_INSTRUCTION,
-        "GSM8K rows: question, answer (a worked solution ending '#### 72')",
-        convert={"answer": "gsm8k"},
-    ),
-    "mmlu_redux": Layout(
-        "question",
-        {"choices": "choices", "answer": "answer"},
-        None,
-        "",
-        "MMLU-Redux rows: question, choices, answer (index), error_type (only 'ok' rows kept)",
-        render="multiple_choice",
-        where={"error_type": ("ok",)},
-    ),
-    "popqa": Layout(
-        "question",
-        {"possible_answers": "possible_answers"},
-        "id",
-        "",
-        "PopQA rows: id, question, possible_answers (a list, or a JSON list in a string)",
-    ),
-    "zebralogic": Layout(
-        "puzzle",
-        {"solution": "solution"},
-        "id",
-        "",
-        "ZebraLogic grid_mode rows: id, size, puzzle, solution {header, rows} (or its JSON)",
-        render="zebra_grid",
-    ),
-}
 
 
 @dataclass
@@ -151,7 +42,19 @@ class SourceConfig:
     """One source of prompts for one domain: a data file or a built-in tiny generator."""
 
     domain: str = option(help="Domain of every prompt in this source (e.g. math, chat, ifeval).")
-    path: str = option("", help="Data file (.jsonl, .json, .parquet) or Hugging Face dataset.")
+    path: str = option(
+        "",
+        help="Data file (.jsonl, .json, .parquet), a folder saved by Hugging Face datasets, or a "
+        "hub dataset id (owner/name).",
+    )
+    hub_config: str | None = option(
+        None, help="Hub datasets only: the configuration (subset) to load, e.g. filtered."
+    )
+    data_files: str | None = option(
+        None,
+        help="Hub datasets only: the file(s) inside the dataset repository to load, e.g. "
+        "simplelr_qwen_level3to5/train.parquet.",
+    )
     synthetic: str = option(
         "",
         help="A registered generator instead of a file (the built-in demo's: tiny_math, tiny_if, "
@@ -215,6 +118,11 @@ class SourceConfig:
                 f"source {self.label}: a synthetic source's split must be one of "
                 f"{', '.join(SPLITS)}, got {self.split!r}"
             )
+        if self.synthetic and (self.hub_config or self.data_files):
+            raise ConfigError(
+                f"source {self.label}: hub_config / data_files select parts of a Hugging Face "
+                "dataset; a synthetic source has neither, remove them"
+            )
         if self.size is not None and self.size <= 0:
             raise ConfigError(f"source {self.label}: size must be a positive integer or null")
         if self.limit is not None and self.limit <= 0:
@@ -223,6 +131,25 @@ class SourceConfig:
     @property
     def label(self) -> str:
         return self.name or self.synthetic or Path(self.path).stem
+
+    def plan(self) -> str:
+        """One line saying what this source will load and which columns feed what."""
+        if self.synthetic:
+            return f"{self.domain}: built-in {self.synthetic} generator ({self.split} split)"
+        where = [self.path]
+        if self.hub_config:
+            where.append(f"configuration {self.hub_config}")
+        if self.data_files:
+            where.append(f"file {self.data_files}")
+        layout = self.layout()
+        columns = [f"prompt <- {layout.prompt_key}"]
+        columns += [f"{name} <- {column}" for name, column in layout.reference.items()]
+        columns.append(f"id <- {layout.id_key or 'row number'}")
+        preset = f", preset {self.preset}" if self.preset else ""
+        return (
+            f"{self.domain}: {', '.join(where)} (format {self.format}, split {self.split}"
+            f"{preset}); {', '.join(columns)}"
+        )
 
     def layout(self) -> Layout:
         """The preset's layout with this source's explicit keys on top."""
@@ -243,7 +170,9 @@ def load_source(cfg: SourceConfig) -> list[Example]:
     layout = cfg.layout()
     if cfg.synthetic:
         return _synthetic_examples(cfg, layout.suffix)
-    rows = read_records(cfg.path, cfg.format, cfg.split)
+    rows = read_records(
+        cfg.path, cfg.format, cfg.split, hub_config=cfg.hub_config, data_files=cfg.data_files
+    )
     for column, values in layout.where.items():
         rows = [r for r in rows if r.get(column, values[0]) in values]  # no column: kept
     if cfg.limit is not None:

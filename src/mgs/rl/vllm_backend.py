@@ -1,12 +1,13 @@
 """A rollout backend on vLLM's offline API, colocated with the trainer (optional extra ``mgs[vllm]``).
 
-**Written for vLLM 0.8.5 to 0.11.x** (V0 and V1 engines), against the documented offline API:
+**Written for vLLM 0.33-0.34** (the V1 engine), against its offline API:
 ``vllm.LLM(model=..., gpu_memory_utilization=..., enable_sleep_mode=..., ...)``,
 ``LLM.generate([TokensPrompt(prompt_token_ids=...)], sampling_params=[SamplingParams(...)])``,
-``LLM.sleep(level)`` / ``LLM.wake_up(tags)`` / ``LLM.reset_prefix_cache()`` and, for weights,
-``LLM.apply_model(fn)``. It was not run against a real engine (no GPU where it was written): the
-request building, output conversion and weight sync are unit-tested with fakes. Other versions log
-a warning; vLLM older than 0.8 is refused.
+``LLM.sleep(level)`` / ``LLM.wake_up(tags)`` / ``LLM.llm_engine.is_sleeping()`` /
+``LLM.reset_prefix_cache()`` and, for weights, ``LLM.apply_model(fn)``. It was not run against a
+real engine (no GPU where it was written): the request building, output conversion, sleep states
+and weight sync are unit-tested with fakes whose signatures are checked against a recorded copy of
+vLLM's. Newer versions log a warning; older ones are refused.
 
 Semantics match :class:`~mgs.rl.hf_generate.HFGenerateBackend` (docs/rl.md, "The backend
 interface"): prompts tokenized without special tokens, ``n`` rollouts per prompt, group-contiguous;
@@ -22,6 +23,9 @@ Temperature 0 sends one greedy request per prompt and repeats it ``n`` times.
 weights, gathered from FSDP2 shards and chunked, go into the engine's ``load_weights``; the prefix
 cache is reset before the next generation, since its keys/values came from the old weights. With
 ``enable_sleep_mode`` the engine sleeps between generations, so training gets its GPU memory back.
+vLLM's ``sleep`` also pauses its scheduler, which resumes only once every tag is awake again, so
+``generate`` is never called while ``is_sleeping()`` says True (it would wait forever); a level-2
+sleep discards the weights, so the next generation pushes all of them from the policy.
 :mod:`mgs.rl.vllm_engine` builds the engine, holds :class:`VLLMConfig` and does the weight sync.
 """
 
@@ -29,16 +33,28 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from mgs.errors import ConfigError, DataError
+from mgs.errors import ConfigError, DataError, MgsError
 from mgs.rl.hf_generate import _eos_ids, completion_end
 from mgs.rl.rollout import Completion, FinishReason, RolloutBatch, SamplingConfig
-from mgs.rl.vllm_engine import INSTALL_HINT, VLLMConfig, engine_kwargs, import_vllm, push_weights
+from mgs.rl.vllm_engine import (
+    INSTALL_HINT,
+    VLLMConfig,
+    check_engine_weights,
+    claim_sleep_mode,
+    engine_env,
+    engine_kwargs,
+    freeze_engine_env,
+    import_vllm,
+    preserved_rng,
+    push_weights,
+    release_sleep_mode,
+    worker_in_process,
+)
 
 __all__ = ["INSTALL_HINT", "VLLMBackend", "VLLMConfig", "request_seed"]
 
@@ -88,10 +104,25 @@ class VLLMBackend:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
-        self.llm: Any = self.api.LLM(**engine_kwargs(config, model, tokenizer))
+        kwargs = engine_kwargs(config, model, tokenizer)
+        self.in_process = worker_in_process(config)  # weights reach the worker without a copy
+        freeze_engine_env(engine_env(config))
+        if config.enable_sleep_mode:
+            claim_sleep_mode(self)
+        try:
+            with preserved_rng():  # an in-process engine reseeds the global generators
+                self.llm: Any = self.api.LLM(**kwargs)
+        except BaseException:
+            release_sleep_mode(self)
+            raise
         self._asleep: set[str] = set()  # tags of the engine's memory that is released
         self._stale = config.load_format == "dummy"  # engine weights differ from the policy's
         self._cache_dirty = False  # prefix cache holds keys/values of older weights
+        try:
+            check_engine_weights(self.llm)
+        except MgsError:
+            self.close()
+            raise
         if config.enable_sleep_mode:  # awake only while generating or loading weights
             self._sleep()
 
@@ -130,8 +161,9 @@ class VLLMBackend:
         if self._stale:
             self._push(self._policy())
         self._wake({"kv_cache"})
-        if self._cache_dirty and hasattr(llm, "reset_prefix_cache"):
-            llm.reset_prefix_cache()
+        self._check_awake()
+        if self._cache_dirty and llm.reset_prefix_cache() is False:
+            raise RuntimeError("vLLM did not reset its prefix cache (requests still running?)")
         self._cache_dirty = False
         outputs = llm.generate(requests, sampling_params=params, use_tqdm=False)
         if self.config.enable_sleep_mode:
@@ -157,6 +189,7 @@ class VLLMBackend:
     def close(self) -> None:
         """Shut the engine down and drop it, so that its GPU memory can be freed."""
         llm, self.llm, self.model = self.llm, None, None
+        release_sleep_mode(self)
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if hasattr(core, "shutdown"):
             core.shutdown()
@@ -218,20 +251,29 @@ class VLLMBackend:
     def _sleep(self) -> None:
         self._engine().sleep(level=self.config.sleep_level)
         self._asleep = {"weights", "kv_cache"}
+        self._cache_dirty = True  # the KV cache was dropped: never serve a stale prefix hit
         self._stale = self._stale or self.config.sleep_level == 2  # level 2 drops the weights
 
     def _wake(self, tags: set[str]) -> None:
         wanted = sorted(tags & self._asleep)
         if not wanted:
             return
-        if "tags" in inspect.signature(self.llm.wake_up).parameters:
-            self.llm.wake_up(tags=wanted)
-            self._asleep -= set(wanted)
-        else:  # vLLM without tagged wake-up: everything wakes at once
-            self.llm.wake_up()
-            self._asleep.clear()
+        if self._engine().wake_up(tags=wanted) is False:
+            raise MgsError(f"vLLM could not wake its {' and '.join(wanted)} up (wake_up -> False)")
+        self._asleep -= set(wanted)
+
+    def _check_awake(self) -> None:
+        """vLLM's sleep pauses its scheduler until every tag is awake: a generate() call then
+        would wait forever, so refuse it with the engine's own word on its state."""
+        if self._engine().llm_engine.is_sleeping():
+            raise MgsError(
+                "the vLLM engine still reports is_sleeping() after waking its weights and KV "
+                "cache, and generate() would wait forever on its paused scheduler; this is a "
+                "vLLM sleep-mode problem: set rollout.vllm.enable_sleep_mode: false"
+            )
 
     def _push(self, model: torch.nn.Module) -> None:
-        push_weights(self.llm, model, self.config.sync_chunk_mb * 2**20)
+        chunk = self.config.sync_chunk_mb * 2**20
+        push_weights(self._engine(), model, chunk, in_process=self.in_process)
         self._stale = False
         self._cache_dirty = True

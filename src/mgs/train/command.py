@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mgs.train import memory_report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-config", action="store_true", help="Print the resolved config as YAML, then exit."
     )
+    memory_report.add_arguments(parser)  # --estimate-memory and its options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    if args.estimate_memory:
+        return memory_report.run(cfg, args)
     from mgs.train.run import run_training
 
     if args.resume:

@@ -8,8 +8,9 @@ import pytest
 
 from conftest import shared_file
 from mgs.data.generators import generate, split_tasks
+from mgs.data.presets import BOXED_INSTRUCTION, PRESETS
 from mgs.data.readers import read_records
-from mgs.data.sources import BOXED_INSTRUCTION, PRESETS, SourceConfig, check_sources, load_source
+from mgs.data.sources import SourceConfig, check_sources, load_source
 from mgs.errors import ConfigError, DataError, UnknownNameError
 
 

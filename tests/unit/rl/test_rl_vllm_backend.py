@@ -1,16 +1,27 @@
-"""VLLMBackend against a fake vLLM: engine arguments, requests, outputs, parity with HF, errors."""
+"""VLLMBackend against a fake vLLM: engine arguments, requests, outputs, parity with HF, errors,
+and the process-wide facts of vLLM (environment read once, one sleep-mode engine, RNG reseeded)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
-from test_rl_vllm_fakes import FakeCompletionOutput, FakeLLM, greedy_sampler, install
+import torch
+from test_rl_vllm_fakes import (
+    ENGINE_ARGS_FIELDS,
+    LLM_INIT_PARAMS,
+    FakeCompletionOutput,
+    FakeLLM,
+    greedy_sampler,
+    install,
+)
 
 from mgs.errors import ConfigError, DataError, MgsError
 from mgs.rl import vllm_engine
@@ -59,13 +70,16 @@ def test_missing_or_old_vllm_says_how_to_install(monkeypatch, model, tokenizer, 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(MgsError, match=r"pip install 'mgs\[vllm\]'"):
         _backend(model, tokenizer)
-    install(monkeypatch, tokenizer, version="0.7.3")
-    with pytest.raises(MgsError, match=r"too old.*pip install 'mgs\[vllm\]'"):
-        _backend(model, tokenizer)
-    install(monkeypatch, tokenizer, version="0.13.0")
-    with caplog.at_level(logging.WARNING, logger="mgs.rl.vllm_backend"):
+    for old in ("0.11.2", "0.32.1"):  # the V0-era API and the last release before 0.33
+        install(monkeypatch, tokenizer, version=old)
+        with pytest.raises(MgsError, match=r"too old.*0\.33-0\.34.*pip install 'mgs\[vllm\]'"):
+            _backend(model, tokenizer)
+    install(monkeypatch, tokenizer, version="0.34.2")
+    assert isinstance(_backend(model, tokenizer), RolloutBackend)
+    install(monkeypatch, tokenizer, version="0.35.0")
+    with caplog.at_level(logging.WARNING, logger="mgs.rl.vllm_engine"):
         assert isinstance(_backend(model, tokenizer), RolloutBackend)
-    assert "0.13.0 is newer" in caplog.text
+    assert "0.35.0 is newer" in caplog.text
 
 
 def test_engine_arguments(fake, model, tokenizer) -> None:
@@ -89,10 +103,83 @@ def test_engine_arguments(fake, model, tokenizer) -> None:
     }
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # engine core in this process
     assert "VLLM_ALLOW_INSECURE_SERIALIZATION" not in os.environ
+    assert backend.in_process  # weights reach the worker without a copy
     assert backend.pad_id == tokenizer.pad_token_id and backend.eos_ids == [tokenizer.eos_token_id]
-    _backend(model, tokenizer, engine_in_process=False, model_path="/ckpt")
+    # Every argument is one of LLM's own or an EngineArgs field LLM passes on (recorded copy).
+    assert set(FakeLLM.last.kwargs) - {"model"} <= LLM_INIT_PARAMS | ENGINE_ARGS_FIELDS
+    _backend(model, tokenizer, model_path="/ckpt")
     assert FakeLLM.last.kwargs["model"] == "/ckpt"
+
+
+def test_worker_processes_get_the_insecure_serialization_flag(fake, model, tokenizer) -> None:
+    backend = _backend(model, tokenizer, engine_in_process=False)
     assert os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] == "1"  # apply_model's callable
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ and not backend.in_process
+
+
+def test_vllm_reads_its_environment_once_per_process(fake, model, tokenizer) -> None:
+    _backend(model, tokenizer)  # in-process engine core: VLLM_ENABLE_V1_MULTIPROCESSING=0
+    _backend(model, tokenizer, seed=3)  # same environment: fine
+    with pytest.raises(MgsError, match=r"VLLM_ALLOW_INSECURE_SERIALIZATION=1.*new process"):
+        _backend(model, tokenizer, engine_in_process=False)
+
+
+def test_one_sleep_mode_engine_per_process(fake, model, tokenizer) -> None:
+    first = _backend(model, tokenizer, enable_sleep_mode=True)
+    _backend(model, tokenizer)  # without sleep mode: fine
+    with pytest.raises(MgsError, match="one per process"):
+        _backend(model, tokenizer, enable_sleep_mode=True)
+    first.close()
+    assert _backend(model, tokenizer, enable_sleep_mode=True).llm is FakeLLM.last
+
+
+class BrokenLLM(FakeLLM):
+    """An engine that fails to start (no GPU memory left, say)."""
+
+    def __init__(self, model, **kwargs) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_an_engine_that_fails_to_start_frees_the_sleep_mode_claim(monkeypatch, model, tokenizer):
+    install(monkeypatch, tokenizer, llm=BrokenLLM)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _backend(model, tokenizer, enable_sleep_mode=True)
+    monkeypatch.setitem(sys.modules["vllm"].__dict__, "LLM", FakeLLM)
+    monkeypatch.setattr(FakeLLM, "tokenizer", tokenizer)
+    assert _backend(model, tokenizer, enable_sleep_mode=True).llm is FakeLLM.last
+
+
+def test_building_the_engine_keeps_the_trainers_random_state(fake, model, tokenizer) -> None:
+    random.seed(11)
+    np.random.seed(12)
+    torch.manual_seed(13)
+    expected = (random.random(), float(np.random.rand()), torch.rand(3))
+    random.seed(11)
+    np.random.seed(12)
+    torch.manual_seed(13)
+    _backend(model, tokenizer, seed=5)  # the fake engine reseeds everything with 5, as vLLM does
+    got = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
+
+
+@pytest.mark.parametrize(
+    ("options", "engine", "message"),
+    [
+        ({}, {"engine_dtype": torch.float16}, r"in torch\.float16"),  # auto -> a non-bf16 platform
+        ({"dtype": "bfloat16"}, {"quantization": "fp8"}, r"quantized \(fp8\)"),
+    ],
+)
+def test_engines_load_weights_cannot_update_are_refused(
+    fake, model, tokenizer, monkeypatch, options, engine, message
+) -> None:
+    for name, value in engine.items():
+        monkeypatch.setattr(FakeLLM, name, value)
+    with pytest.raises(MgsError, match=message + r".*rollout\.vllm\.dtype: bfloat16"):
+        _backend(model, tokenizer, enable_sleep_mode=True, **options)
+    monkeypatch.setattr(FakeLLM, "engine_dtype", torch.bfloat16)
+    monkeypatch.setattr(FakeLLM, "quantization", None)
+    # The refused engine was closed, which ended its claim on the process's sleep mode.
+    assert _backend(model, tokenizer, enable_sleep_mode=True).llm is FakeLLM.last
 
 
 def test_policy_without_a_checkpoint_directory_is_refused(fake, tokenizer, tiny_policy) -> None:

@@ -1,4 +1,5 @@
-"""VLLMBackend's engine lifecycle on a fake vLLM: weight sync, prefix cache, sleep mode, close."""
+"""VLLMBackend's engine lifecycle on a fake vLLM: weight sync, prefix cache, sleep mode (never a
+generate() on a sleeping engine, level 2 re-pushes everything), close."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from test_rl_vllm_fakes import FakeLLM, install
 
+from mgs.errors import MgsError
 from mgs.rl.rollout import SamplingConfig
 from mgs.rl.vllm_backend import VLLMBackend, VLLMConfig
 
@@ -37,8 +39,8 @@ def _calls(llm: FakeLLM) -> list:
     return calls
 
 
-def _assert_holds(llm: FakeLLM, model: torch.nn.Module) -> None:
-    received = llm.model.received()
+def _assert_holds(llm: FakeLLM, model: torch.nn.Module, received=None) -> None:
+    received = llm.model.received() if received is None else received
     expected = dict(model.named_parameters())
     assert list(received) == list(expected)  # every parameter once, in order, under its HF name
     for name, tensor in received.items():
@@ -55,7 +57,7 @@ def test_sync_pushes_every_weight_and_resets_the_prefix_cache_once(
     assert _calls(llm) == [("generate",)] and llm.model.loads == []  # "auto": the checkpoint's
     backend.sync_weights(trained)
     _assert_holds(llm, trained)
-    assert _calls(llm) == []  # nothing else until the next generation
+    assert _calls(llm) == [("apply_model",)]  # one chunk; nothing else until the next generation
     backend.generate(["Hi"], CFG, seed=0)
     backend.generate(["Hi"], CFG, seed=0)
     assert _calls(llm) == [("reset_prefix_cache",), ("generate",), ("generate",)]
@@ -80,16 +82,18 @@ def test_sleep_mode_frees_the_engine_between_generations(
     backend = _backend(policy, tokenizer, enable_sleep_mode=True)
     llm = backend.llm
     assert llm.kwargs["enable_sleep_mode"] is True
-    assert _calls(llm) == [("sleep", 1)]  # asleep until needed
+    assert _calls(llm) == [("sleep", 1)] and llm.llm_engine.is_sleeping()  # asleep until needed
     backend.generate(["Hi"], CFG, seed=0)
     assert _calls(llm) == [
         ("wake_up", ["weights"]),
-        ("wake_up", ["kv_cache"]),
+        ("wake_up", ["kv_cache"]),  # only now does vLLM's scheduler resume
+        ("reset_prefix_cache",),  # the KV cache was dropped by the sleep
         ("generate",),
         ("sleep", 1),
     ]
     backend.sync_weights(trained)  # weights wake up to be overwritten; the KV cache stays freed
-    assert _calls(llm) == [("wake_up", ["weights"])]
+    assert _calls(llm) == [("wake_up", ["weights"]), ("apply_model",)]
+    assert llm.llm_engine.is_sleeping()  # the scheduler stays paused: half awake is asleep
     _assert_holds(llm, trained)
     backend.generate(["Hi"], CFG, seed=0)
     assert _calls(llm) == [
@@ -101,24 +105,29 @@ def test_sleep_mode_frees_the_engine_between_generations(
     assert len(llm.model.loads) == 1  # level 1 kept the weights: no re-push
 
 
-def test_weights_the_engine_lost_are_pushed_from_the_policy(
-    monkeypatch, tokenizer, tiny_policy
-) -> None:
+def test_level_2_sleep_repushes_every_weight(monkeypatch, tokenizer, tiny_policy) -> None:
     install(monkeypatch, tokenizer)
     policy = _policy(tiny_policy)
     backend = _backend(policy, tokenizer, enable_sleep_mode=True, sleep_level=2)
     llm = backend.llm
-    for _ in range(2):  # level 2 discards the weights at every sleep
-        llm.model.loads.clear()
-        backend.generate(["Hi"], CFG, seed=0)
-        _assert_holds(llm, policy)
-    assert _calls(llm)[-5:] == [
+    for _ in range(2):  # level 2 discards the weights at every sleep (the fake forgets them)
+        backend.generate(["Hi"], CFG, seed=0)  # the fake refuses to generate on discarded weights
+        _assert_holds(llm, policy, llm.served)
+    assert _calls(llm)[-6:] == [
         ("wake_up", ["weights"]),
+        ("apply_model",),
         ("wake_up", ["kv_cache"]),
         ("reset_prefix_cache",),
         ("generate",),
         ("sleep", 2),
     ]
+    backend.sync_weights(_policy(tiny_policy, seed=1))  # a sync between generations is not lost
+    backend.generate(["Hi"], CFG, seed=0)
+    _assert_holds(llm, backend.model, llm.served)
+
+
+def test_dummy_weights_are_pushed_before_the_first_generation(fake, tokenizer, tiny_policy) -> None:
+    policy = _policy(tiny_policy)
     dummy = _backend(policy, tokenizer, load_format="dummy")  # random weights at start
     assert dummy.llm.kwargs["load_format"] == "dummy"
     dummy.generate(["Hi"], CFG, seed=0)
@@ -127,25 +136,33 @@ def test_weights_the_engine_lost_are_pushed_from_the_policy(
     _assert_holds(dummy.llm, policy)
 
 
-class UntaggedLLM(FakeLLM):
-    """A vLLM whose wake_up() takes no tags: everything wakes at once."""
+class StuckLLM(FakeLLM):
+    """A vLLM whose scheduler does not resume after waking every tag."""
 
-    def wake_up(self) -> None:
-        self.calls.append(("wake_up", None))
+    def wake_up(self, tags=None):
+        super().wake_up(tags)
+        self.llm_engine.paused = True
 
 
-def test_wake_up_without_tags(monkeypatch, tokenizer, tiny_policy) -> None:
-    install(monkeypatch, tokenizer, llm=UntaggedLLM)
+class RefusingLLM(FakeLLM):
+    """A vLLM whose wake_up reports failure."""
+
+    def wake_up(self, tags=None):
+        super().wake_up(tags)
+        return False
+
+
+def test_generate_is_never_called_on_a_sleeping_engine(monkeypatch, tokenizer, tiny_policy) -> None:
+    install(monkeypatch, tokenizer, llm=StuckLLM)
     backend = _backend(_policy(tiny_policy), tokenizer, enable_sleep_mode=True)
-    backend.sync_weights(_policy(tiny_policy, seed=1))
-    backend.generate(["Hi"], CFG, seed=0)
-    assert _calls(backend.llm) == [
-        ("sleep", 1),
-        ("wake_up", None),  # sync woke everything: generate wakes nothing more
-        ("reset_prefix_cache",),
-        ("generate",),
-        ("sleep", 1),
-    ]
+    with pytest.raises(MgsError, match=r"still reports is_sleeping\(\).*wait forever"):
+        backend.generate(["Hi"], CFG, seed=0)
+    assert "generate" not in [c[0] for c in backend.llm.calls]
+    backend.close()
+    install(monkeypatch, tokenizer, llm=RefusingLLM)
+    backend = _backend(_policy(tiny_policy), tokenizer, enable_sleep_mode=True)
+    with pytest.raises(MgsError, match=r"could not wake its weights up"):
+        backend.generate(["Hi"], CFG, seed=0)
 
 
 def test_close_shuts_the_engine_down(fake, tokenizer, tiny_policy) -> None:

@@ -1,16 +1,16 @@
-"""Weight sync into vLLM: names, chunks, wrappers, FSDP2 DTensors (1-rank gloo), engine handles."""
+"""Weight sync into vLLM through LLM.apply_model: names, chunks, wrappers, FSDP2 DTensors (1-rank
+gloo), tensors passed as they are to an in-process worker and as CPU copies to worker processes."""
 
 from __future__ import annotations
 
 import pickle
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
-from test_rl_vllm_fakes import RecordingModel, in_process_engine
+from test_rl_vllm_fakes import RecordingModel
 
-from mgs.rl.vllm_engine import engine_model, full_weight_chunks, hf_name, push_weights
+from mgs.rl.vllm_engine import LoadWeights, full_weight_chunks, hf_name, push_weights
 
 SMALL = dict(
     hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64
@@ -26,9 +26,20 @@ def _reference(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def _engine(model=None) -> tuple[SimpleNamespace, RecordingModel]:
-    target = model or RecordingModel()
-    return SimpleNamespace(llm_engine=in_process_engine(target)), target
+class InProcessLLM:
+    """An engine whose worker lives in this process: apply_model calls fn on its model."""
+
+    def __init__(self) -> None:
+        self.model = RecordingModel()
+
+    def apply_model(self, fn):
+        assert isinstance(fn, LoadWeights)
+        return [fn(self.model)]
+
+
+def _engine() -> tuple[InProcessLLM, RecordingModel]:
+    llm = InProcessLLM()
+    return llm, llm.model
 
 
 def _assert_received(target: RecordingModel, reference: dict[str, torch.Tensor]) -> None:
@@ -41,11 +52,19 @@ def _assert_received(target: RecordingModel, reference: dict[str, torch.Tensor])
 
 def test_every_parameter_once_under_its_hugging_face_name(policy) -> None:
     llm, target = _engine()
-    assert push_weights(llm, policy, chunk_bytes=2**30) == 1
+    assert push_weights(llm, policy, chunk_bytes=2**30, in_process=True) == 1
     reference = _reference(policy)
     assert "lm_head.weight" not in reference  # tied to the embedding: pushed once, as the embedding
     assert set(reference) == set(policy.state_dict()) - {"lm_head.weight"}
     _assert_received(target, reference)
+
+
+def test_an_in_process_worker_gets_the_tensors_themselves(policy) -> None:
+    llm, target = _engine()
+    push_weights(llm, policy, chunk_bytes=2**30, in_process=True)
+    params = dict(policy.named_parameters())
+    for name, tensor in target.received().items():  # no copy: on a GPU they stay on the GPU
+        assert tensor.data_ptr() == params[name].data_ptr(), name
 
 
 def test_chunks_bound_the_gathered_bytes(policy) -> None:
@@ -72,7 +91,7 @@ def test_wrapper_name_parts_are_removed(policy) -> None:
     wrapped = [name for name, _ in compiled.named_parameters()]
     assert wrapped[1].startswith("_orig_mod.") and "_checkpoint_wrapped_module" in wrapped[1]
     llm, target = _engine()
-    push_weights(llm, compiled, chunk_bytes=2**30)
+    push_weights(llm, compiled, chunk_bytes=2**30, in_process=True)
     _assert_received(target, reference)
     assert hf_name("_fsdp_wrapped_module.model._orig_mod.norm.weight") == "model.norm.weight"
 
@@ -107,7 +126,7 @@ def test_fsdp2_dtensors_are_gathered_once_each(policy, one_rank_group, monkeypat
 
     monkeypatch.setattr(DTensor, "full_tensor", counting)
     llm, target = _engine()
-    push_weights(llm, policy, chunk_bytes=4096)
+    push_weights(llm, policy, chunk_bytes=4096, in_process=True)
     assert gathered == [tuple(t.shape) for t in reference.values()]
     assert len(target.loads) > 1
     _assert_received(target, reference)  # plain tensors with the full values
@@ -118,58 +137,28 @@ def test_ddp_module_prefix_is_removed(policy, one_rank_group) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(policy)
     assert next(iter(dict(ddp.named_parameters()))).startswith("module.")
     llm, target = _engine()
-    push_weights(llm, ddp, chunk_bytes=2**30)
+    push_weights(llm, ddp, chunk_bytes=2**30, in_process=True)
     _assert_received(target, reference)
 
 
-class Wrapped:
-    """A CUDA-graph-style wrapper: the runner's get_model() unwraps it."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-
-def test_engine_model_is_found_where_each_vllm_keeps_it() -> None:
-    model = RecordingModel()
-    runner = SimpleNamespace(model=model)
-    v0 = SimpleNamespace(
-        model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner))
-    )
-    v1_inproc = SimpleNamespace(
-        engine_core=SimpleNamespace(
-            engine_core=SimpleNamespace(
-                model_executor=SimpleNamespace(
-                    driver_worker=SimpleNamespace(worker=SimpleNamespace(model_runner=runner))
-                )
-            )
-        )
-    )
-    for engine in (v0, in_process_engine(model), v1_inproc):
-        assert engine_model(SimpleNamespace(llm_engine=engine)) is model
-    graphed = SimpleNamespace(model=Wrapped(model), get_model=lambda: model)
-    worker = SimpleNamespace(model_runner=graphed)
-    engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=worker))
-    assert engine_model(SimpleNamespace(llm_engine=engine)) is model
-    multiprocess = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=SimpleNamespace()))
-    assert engine_model(multiprocess) is None
-
-
 class MultiprocessLLM:
-    """An engine in other processes: apply_model pickles the callable to each worker."""
+    """An engine in other processes: apply_model serializes the callable to each worker."""
 
     def __init__(self, workers: int) -> None:
         self.models = [RecordingModel() for _ in range(workers)]
-        self.llm_engine = SimpleNamespace(engine_core=SimpleNamespace())
+        self.sent: list[LoadWeights] = []
 
     def apply_model(self, fn):
+        self.sent.append(fn)
         return [pickle.loads(pickle.dumps(fn))(model) for model in self.models]
 
 
-def test_without_an_in_process_model_weights_go_through_apply_model(policy) -> None:
+def test_worker_processes_get_cpu_copies_through_apply_model(policy) -> None:
     llm = MultiprocessLLM(workers=2)
     sizes = [p.numel() * p.element_size() for p in policy.parameters()]
-    chunks = push_weights(llm, policy, chunk_bytes=max(sizes))
-    assert chunks > 1
+    chunks = push_weights(llm, policy, chunk_bytes=max(sizes), in_process=False)
+    assert chunks > 1 and len(llm.sent) == chunks
+    assert all(t.device.type == "cpu" for fn in llm.sent for _, t in fn.weights)
     for worker in llm.models:  # every tensor-parallel worker loads the full weights
         assert len(worker.loads) == chunks
         _assert_received(worker, _reference(policy))

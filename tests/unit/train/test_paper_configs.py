@@ -1,5 +1,6 @@
 """The paper-scale configs in configs/: they load, hold the paper's hyperparameters (DESIGN.md
-section 3), name data that exists or is a documented placeholder, and their documented variants and
+section 3), name their training data by hub id with a column preset (the presets are tested on each
+dataset's layout in tests/unit/data/test_data_recipe_sources.py), and their documented variants and
 not-yet-supported keys are valid. Only configs are loaded: no model, no download."""
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mgs.data.sources import load_source
+from mgs.data.readers import is_hub_id
 from mgs.dataclass_config import from_dict
 from mgs.rl.vllm_engine import VLLMConfig
 from mgs.train.config import RolloutConfig, load_config
 
 REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO.parent / "shared"
 CONFIGS = {  # file -> (policy, domains in source order)
     "qwen2.5-7b_math-chat_mgs.yaml": ("Qwen/Qwen2.5-7B", ["math", "chat"]),
     "qwen2.5-7b_math-chat-if_mgs.yaml": ("Qwen/Qwen2.5-7B", ["math", "chat", "if"]),
@@ -65,24 +65,23 @@ def test_paper_hyperparameters(name) -> None:
     assert cfg.warmstart.sft.steps == 0 and cfg.eval.prompts_per_domain == 0
 
 
-def test_data_exists_or_is_a_documented_placeholder(name) -> None:
-    text = _path(name).read_text()
-    comments = [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
-    unchecked = []
+HUB_DATA = {  # domain -> (hub id, configuration, files, preset)
+    "math": (
+        "hkust-nlp/SimpleRL-Zoo-Data",
+        None,
+        "simplelr_qwen_level3to5/train.parquet",
+        "simplerl_math",
+    ),
+    "chat": ("princeton-nlp/rl_tulu3_wildchat-if_prompts", None, None, "wildchat"),
+    "if": ("argilla/ifeval-like-data", "filtered", None, "ifeval"),
+}
+
+
+def test_training_data_is_named_by_hub_id_with_its_columns(name) -> None:
     for source in load_config(_path(name)).data.sources:
-        if source.path.startswith("PLACEHOLDER/"):
-            explained = [c for c in comments if c.startswith(f"# {source.path}:")]
-            assert explained, f"{source.path} needs a comment saying what to put there"
-        else:
-            assert source.path.startswith("../shared/data/"), source.path
-            if not SHARED.is_dir():
-                unchecked.append(source.path)
-                continue
-            # Relative to the repo root, where `mgs train` runs; it loads with its preset.
-            found = load_source(dataclasses.replace(source, path=str(REPO / source.path)))
-            assert found and all(ex.domain == source.domain for ex in found)
-    if unchecked:
-        pytest.skip(f"{SHARED} is absent (a fresh clone): not checked {unchecked}")
+        assert is_hub_id(source.path), source.path
+        got = (source.path, source.hub_config, source.data_files, source.preset)
+        assert got == HUB_DATA[source.domain]
 
 
 def test_documented_variants_load(name) -> None:
