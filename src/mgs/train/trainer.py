@@ -49,7 +49,7 @@ from mgs.train.modeling import (
     unsharded_class,
 )
 from mgs.train.schedule import build_optimizer
-from mgs.train.update import PolicyUpdater
+from mgs.train.update import PolicyUpdater, check_mini_batches
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ class GRPOTrainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.model.device)
         self.ctx: DistContext = init_distributed(cfg.distributed, self.device)
+        check_mini_batches(
+            cfg.grpo, cfg.data.mixture.batch_size, cfg.rollout.sampling.n, self.ctx.world_size
+        )
         if tokenizer is None:
             policy, tokenizer = load_policy_for(cfg.model, self.device, self.ctx)
         with_reference = cfg.grpo.loss.kl_coef > 0
