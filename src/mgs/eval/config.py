@@ -45,8 +45,9 @@ class JudgeConfig:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
+            shown = self.url.rpartition("@")[2]  # never echo user:password@ to the terminal
             raise ConfigError(
-                f"judge url {self.url!r} must start with http:// or https://, e.g. "
+                f"judge url {shown!r} must start with http:// or https://, e.g. "
                 "--judge-url http://localhost:8000/v1"
             )
         if not self.model:

@@ -178,6 +178,9 @@ def test_a_judge_that_never_answers_is_an_error(server):
 def test_judge_config_errors_say_what_to_write():
     with pytest.raises(ConfigError, match="http://"):
         JudgeConfig(url="localhost:8000", model="m")
+    with pytest.raises(ConfigError, match="http://") as bad:
+        JudgeConfig(url="bob:s3cret@localhost:8000", model="m")
+    assert "s3cret" not in str(bad.value)
     with pytest.raises(ConfigError, match="--judge-model"):
         JudgeConfig(url="http://127.0.0.1:8000/v1", model="")
 
