@@ -37,12 +37,28 @@ def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSIN
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing, unreadable or non-mapping file is a ConfigError."""
+    """Read a YAML mapping; a missing, unreadable, binary, duplicate-key or non-mapping file is a
+    ConfigError naming the file."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a directory; pass the path of a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist; pass the path of a YAML file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+            "pass a YAML file, not a binary one"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    try:
+        data = safe_load_unique(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {str(p)!r} {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
     if data is None:
@@ -54,6 +70,43 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping names the same key twice (PyYAML would silently keep the last value)."""
+
+    def __init__(self, key: object, first_line: int, line: int) -> None:
+        where = f"line {line}" if line == first_line else f"lines {first_line} and {line}"
+        super().__init__(f"sets key {key!r} twice ({where}); keep one of them")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping holding the same key twice.
+
+    Only keys written in the mapping itself count: a key that overrides one merged in with
+    ``<<: *anchor`` is YAML's intended use, not a duplicate.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error names it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(key, first, line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that raises :class:`DuplicateKeyError` on a key written twice."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain types only
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"grpo.kl_coef=0.01"`` -> ``(["grpo", "kl_coef"], 0.01)``; the value is parsed as YAML."""
     if "=" not in text:
@@ -63,7 +116,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write e.g. rollout.n=4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load_unique(raw) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"override {text!r} {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

@@ -98,7 +98,16 @@ def _tokenizer(path: str | None) -> Any:
         )
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    from mgs.models.loading import load_errors
+
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except load_errors() as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"--tokenizer {path!r}: no tokenizer could be loaded from it ({first}); pass the "
+            "folder of a saved Hugging Face tokenizer (tokenizer.json, tokenizer_config.json)"
+        ) from None
 
 
 def _schedule_lines(mixture: Any) -> list[str]:

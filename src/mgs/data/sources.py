@@ -254,6 +254,19 @@ def resolve(row: dict[str, Any], column: str) -> str:
 _REQUIRED = object()
 
 
+class MissingColumnError(DataError):
+    """A row lacks a column the source's layout reads; callers with their own vocabulary (``mgs
+    eval``'s benchmark kinds) rephrase the fix from its fields."""
+
+    def __init__(self, where_file: str, index: int, column: str, what: str, columns: str) -> None:
+        self.where_file, self.index, self.column, self.what = where_file, index, column, what
+        self.columns = columns
+        super().__init__(
+            f"{where_file}, row {index}: no column {column!r} (the {what}); the row's columns "
+            f"are: {columns}. Set the source's preset: or its {what} column to match the file"
+        )
+
+
 def _cell(
     row: dict[str, Any],
     column: str,
@@ -266,10 +279,7 @@ def _cell(
         value = lookup(row, column)
     except KeyError:
         columns = ", ".join(map(str, row))
-        raise DataError(
-            f"{where_file}, row {index}: no column {column!r} (the {what}); the row's columns are: "
-            f"{columns}. Set the source's preset: or its {what} column to match the file"
-        ) from None
+        raise MissingColumnError(where_file, index, column, what, columns) from None
     if value is None and if_null is not _REQUIRED:
         return if_null
     if value is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mgs.data.example import Example
-from mgs.data.sources import SourceConfig, load_source
+from mgs.data.sources import MissingColumnError, SourceConfig, load_source
 from mgs.data.templates import render_examples
 from mgs.errors import ConfigError, DataError, unknown_name
 
@@ -281,6 +281,41 @@ def check_file(spec: BenchmarkSpec) -> None:
         )
 
 
+def read_rows(spec: BenchmarkSpec, limit: int | None) -> list[Example]:
+    """``spec``'s rows (the first ``limit``) as examples, prompts not rendered yet; a file of
+    another shape is a DataError naming the kind it should be (no model or tokenizer needed, so
+    ``mgs eval`` checks its files this way before loading the model)."""
+    bench = spec.info
+    if bench.synthetic is not None:
+        source = SourceConfig(
+            domain=spec.kind, synthetic=bench.synthetic, split="eval", limit=limit, name=spec.name
+        )
+    else:
+        check_file(spec)
+        source = SourceConfig(
+            domain=spec.kind,
+            path=str(spec.source),
+            preset=bench.preset,
+            limit=limit,
+            name=spec.name,
+            format="hf" if spec.from_hub else "auto",
+            split=bench.split,
+        )
+    try:
+        examples = load_source(source)
+    except MissingColumnError as exc:
+        raise DataError(
+            f"benchmark {spec.name!r}: {exc.where_file}, row {exc.index} has no column "
+            f"{exc.column!r} (its columns: {exc.columns}), so it is not a {spec.kind} file "
+            f"({bench.about.split(';')[0]}); pass such a file, or the --bench kind that matches "
+            f"yours (kinds read from files: "
+            f"{', '.join(k for k, v in BENCHMARKS.items() if v.synthetic is None)})"
+        ) from None
+    if not examples:
+        raise DataError(f"benchmark {spec.name!r}: {spec.source or spec.kind} has no rows")
+    return examples
+
+
 @dataclass
 class LoadedBenchmark:
     """A benchmark's prompts, rendered; ``skipped`` lists the ids left out for their length."""
@@ -301,25 +336,7 @@ def load_benchmark(
     overlong: str,
 ) -> LoadedBenchmark:
     """Read ``spec``'s rows (the first ``limit``) and render their prompts with ``template``."""
-    bench = spec.info
-    if bench.synthetic is not None:
-        source = SourceConfig(
-            domain=spec.kind, synthetic=bench.synthetic, split="eval", limit=limit, name=spec.name
-        )
-    else:
-        check_file(spec)
-        source = SourceConfig(
-            domain=spec.kind,
-            path=str(spec.source),
-            preset=bench.preset,
-            limit=limit,
-            name=spec.name,
-            format="hf" if spec.from_hub else "auto",
-            split=bench.split,
-        )
-    examples = load_source(source)
-    if not examples:
-        raise DataError(f"benchmark {spec.name!r}: {spec.source or spec.kind} has no rows")
+    examples = read_rows(spec, limit)
     rendered = render_examples(examples, template, tokenizer, max_prompt_tokens, overlong)
     if not rendered.kept:
         raise DataError(

@@ -211,6 +211,20 @@ def default_out(model: str) -> Path:
     return run.eval_results if run.is_trained() else Path(RunDir.EVAL_RESULTS)
 
 
+def check_out(out: Path) -> None:
+    """The results JSON and the markdown table beside it can be written (nothing is created)."""
+    from mgs.errors import ConfigError
+    from mgs.output_paths import check_output_file
+
+    check_output_file(out, "--out", "eval_results.json")
+    table = out.with_suffix(".md")
+    if table.is_dir():
+        raise ConfigError(
+            f"--out {out}: the markdown table goes beside it, to {table}, which is a directory; "
+            "pass another --out"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from mgs.dataclass_config import describe
     from mgs.errors import ConfigError
@@ -229,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.model)
     if out.suffix == ".md":
         raise ConfigError(f"--out {out} is the results JSON; write e.g. --out {out.stem}.json")
+    check_out(out)  # now, not after the whole evaluation
     if args.suite:
         return _run_suite(args, cfg, out)
     specs = [BenchmarkSpec.parse(text) for text in args.bench]

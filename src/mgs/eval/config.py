@@ -44,8 +44,9 @@ class JudgeConfig:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
+            shown = self.url.rpartition("@")[2]  # never echo user:password@ to the terminal
             raise ConfigError(
-                f"judge url {self.url!r} must start with http:// or https://, e.g. "
+                f"judge url {shown!r} must start with http:// or https://, e.g. "
                 "--judge-url http://localhost:8000/v1"
             )
         if not self.model:
@@ -151,8 +152,12 @@ class EvalConfig:
                     f"pass@{k} needs at least {k} samples per prompt; pass --samples {k} "
                     f"(with a temperature > 0) or drop k={k} (samples now: {self.samples})"
                 )
-        if self.tie_margin < 0:
-            raise ConfigError(f"tie_margin must be >= 0, got {self.tie_margin}")
+        if not 0 <= self.tie_margin < math.inf:
+            raise ConfigError(f"tie_margin must be a finite number >= 0, got {self.tie_margin}")
+        if self.num_threads < 0:
+            raise ConfigError(
+                f"num_threads (--threads) must be >= 0 (0: torch's default), got {self.num_threads}"
+            )
 
     @property
     def greedy(self) -> bool:

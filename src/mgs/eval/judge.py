@@ -5,15 +5,21 @@ For each instruction the judge sees our response and the reference response as "
 a position cancels out over a benchmark — and ends its answer with ``[[A]]``, ``[[B]]`` or
 ``[[C]]`` (a tie). The prompt is MT-Bench's pairwise judge prompt (Zheng et al. 2023, FastChat,
 Apache-2.0). Only the standard library is used (``urllib``); requests run on a few threads.
+
+Secrets never leave through an error: the API key, ``user:password@`` credentials of the URL
+(sent as HTTP Basic auth, never as part of the URL) and anything that looks like a bearer token
+are redacted from every error text before it is cut short, shown or stored.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +49,22 @@ _USER_TEMPLATE = (
     "[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
     "[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
 )
+REDACTED = "[redacted]"
+_SECRET_PATTERNS = (
+    # "Bearer abc.def" / "Basic dXNlcjpwdw==" (an echoed Authorization header)
+    (re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
+    # authorization: x / "api_key": "x" / x-api-key=x (headers, JSON, query strings)
+    (
+        re.compile(
+            r"\b(authorization|x-api-key|api[-_]?key|access[-_]?token)(\"?\s*[:=]\s*\"?)"
+            r"(?!Bearer\b|Basic\b)[^\s\",}&]+",
+            re.IGNORECASE,
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),  # OpenAI-style keys
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@"), rf"\1{REDACTED}@"),  # URL userinfo
+)
 _TAGGED = re.compile(r"\[\[\s*(A|B|C)\s*\]\]", re.IGNORECASE)
 _BARE = re.compile(r"^\W*(?:assistant\s+)?(A|B|C|tie)\W*$", re.IGNORECASE)
 
@@ -59,6 +81,34 @@ class Judgement:
     verdict: Verdict | None
     win: float | None  # 1 ours better, 0.5 tie, 0 reference better; None: no usable verdict
     raw: str  # the judge's answer, or the error of the last attempt
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """``text`` with every secret in ``secrets`` and anything shaped like a credential (bearer
+    tokens, ``authorization:`` / ``api_key=`` values, ``sk-...`` keys, URL ``user:pw@``)
+    replaced by ``[redacted]``."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``http://user:pw@host/v1`` -> ``("http://host/v1", "user", "pw")`` (decoded); a URL without
+    credentials comes back unchanged with ``(None, None)``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return bare, urllib.parse.unquote(user), urllib.parse.unquote(password)
+
+
+def public_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part: what may be printed or saved in results."""
+    return split_credentials(url)[0]
 
 
 def endpoint(url: str) -> str:
@@ -119,11 +169,18 @@ class ChatJudge:
 
     def __init__(self, cfg: JudgeConfig) -> None:
         self.cfg = cfg
-        self.url = endpoint(cfg.url)
+        bare, user, password = split_credentials(cfg.url)
+        self.url = endpoint(bare)  # what requests go to and errors name: no credentials
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         self.headers = {"Content-Type": "application/json"}
-        if key:
+        secrets = [key]
+        if user is not None:  # credentials in the URL: HTTP Basic auth (urllib cannot use them)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self.headers["Authorization"] = f"Basic {token}"
+            secrets += [token, password or "", f"{user}:{password}"]
+        elif key:
             self.headers["Authorization"] = f"Bearer {key}"
+        self.secrets = tuple(s for s in secrets if s)
 
     def judge(
         self,
@@ -171,9 +228,12 @@ class ChatJudge:
                     payload = json.loads(response.read().decode("utf-8"))
                 return str(payload["choices"][0]["message"]["content"] or ""), True
             except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code}: {exc.read()[:200].decode('utf-8', 'replace')}"
+                # The whole (bounded) body is redacted before it is cut: a key straddling the cut
+                # would otherwise leave a prefix behind.
+                body = redact(exc.read(1 << 16).decode("utf-8", "replace"), self.secrets)
+                error = f"HTTP {exc.code}: {body[:200]}"
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = redact(f"{type(exc).__name__}: {exc}", self.secrets)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                error = f"unexpected answer ({type(exc).__name__}: {exc})"
+                error = redact(f"unexpected answer ({type(exc).__name__}: {exc})", self.secrets)
         return error, False

@@ -62,12 +62,16 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         from mgs import __version__
+        from mgs.eval.judge import public_url
 
+        config = to_dict(self.config)
+        if config.get("judge"):  # never save the judge URL's user:password@
+            config["judge"]["url"] = public_url(config["judge"]["url"])
         return {
             "model": self.model,
             "mgs_version": __version__,
             "seconds": self.seconds,
-            "config": to_dict(self.config),
+            "config": config,
             "benchmarks": {
                 name: {
                     "kind": b.kind,

@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from mgs.errors import ConfigError, MgsError
-from mgs.eval.benchmarks import BenchmarkSpec, LoadedBenchmark, check_file, check_unique
+from mgs.eval.benchmarks import (
+    BenchmarkSpec,
+    LoadedBenchmark,
+    check_file,
+    check_unique,
+    read_rows,
+)
 from mgs.eval.config import EvalConfig, default_config
 from mgs.eval.engine import generate_completions
 from mgs.eval.result import BenchmarkResult, EvalResult
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
-from mgs.models.loading import load_tokenizer, resolve_device
+from mgs.models.loading import load_errors, load_tokenizer, model_dir_problem, resolve_device
 from mgs.rewards.extraction import split_completion
 from mgs.run_dir import RunDir
 
@@ -52,6 +58,9 @@ def resolve_model_dir(path: str | Path) -> Path:
         )
     if not (p / "config.json").is_file():
         raise ModelLoadError(f"{str(p)!r} has no config.json, so it is not a model; {fix}")
+    problem = model_dir_problem(p)
+    if problem:
+        raise ModelLoadError(f"model directory {str(p)!r} cannot be loaded: {problem}; {fix}")
     return p
 
 
@@ -68,7 +77,7 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     try:
         tokenizer = load_tokenizer(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as exc:
+    except load_errors() as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(
             f"cannot load a causal LM and its tokenizer from {str(model_dir)!r} ({first}); "
@@ -96,6 +105,9 @@ def check_benchmarks(specs: Sequence[BenchmarkSpec], cfg: EvalConfig) -> None:
                 f"benchmark {spec.name!r} compares our responses with reference ones and needs a "
                 "judge: pass --reward-model DIR, or --judge-url URL --judge-model NAME"
             )
+    for spec in specs:
+        if spec.path is not None:
+            read_rows(spec, cfg.limit)  # a file of another shape fails before the model loads
 
 
 def evaluate_model(

@@ -68,17 +68,22 @@ class RewardModelScorer:
             return
         from transformers import AutoModelForSequenceClassification
 
-        from mgs.models.loading import load_tokenizer
+        from mgs.models.loading import load_errors, load_tokenizer, model_dir_problem
 
         device, dtype = _resolve(self.device_name, self.dtype_name)
+        fix = (
+            "set rewards.reward_model.path to a directory holding a sequence-classification "
+            "model (config.json, weights, tokenizer), e.g. one written by `mgs rm-train`"
+        )
+        problem = model_dir_problem(self.path) if Path(self.path).is_dir() else None
+        if problem:
+            raise ConfigError(f"cannot load the reward model from {self.path!r}: {problem}; {fix}")
         try:
             tokenizer = load_tokenizer(self.path)
             model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
-        except (OSError, ValueError) as exc:
+        except load_errors() as exc:
             raise ConfigError(
-                f"cannot load the reward model from {self.path!r} ({exc}); set "
-                "rewards.reward_model.path to a directory holding a sequence-classification "
-                "model (config.json, weights, tokenizer), e.g. one written by `mgs rm-train`"
+                f"cannot load the reward model from {self.path!r} ({exc}); {fix}"
             ) from None
         tokenizer.truncation_side = "left"  # a long conversation keeps its end (the response)
         self._tokenizer, self._model = tokenizer, model.to(device).eval()

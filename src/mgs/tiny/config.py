@@ -6,6 +6,7 @@ its ``model.tiny`` and ``warmstart`` sections.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mgs.dataclass_config import option
@@ -57,6 +58,19 @@ class SFTConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(
+                f"warmstart.sft.steps must be >= 0 (0 skips the warm start), got {self.steps}"
+            )
+        if self.batch_size < 1 or self.demonstrations < 1:
+            raise ConfigError(
+                "warmstart.sft.batch_size and warmstart.sft.demonstrations must be positive "
+                f"integers, got {self.batch_size} and {self.demonstrations}"
+            )
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(
+                f"warmstart.sft.lr must be > 0 and finite, got {self.lr}; write e.g. 2e-3"
+            )
         if not 0.0 <= self.careless_fraction <= 1.0:
             raise ConfigError(
                 f"warmstart.sft.careless_fraction must lie in [0, 1], got {self.careless_fraction}"
@@ -75,3 +89,10 @@ class WarmStartConfig:
     cache_dir: str = option(
         ".mgs_cache", help="Where warm-start artefacts are cached (keyed by their config)."
     )
+
+    def __post_init__(self) -> None:
+        if self.reward_model_pairs < 4:
+            raise ConfigError(
+                "warmstart.reward_model_pairs must be at least 4 (some are held out to measure "
+                f"the reward model's accuracy), got {self.reward_model_pairs}; e.g. 3000"
+            )

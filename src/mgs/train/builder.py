@@ -21,7 +21,7 @@ from mgs.train.distributed import DistContext, wrap_policy
 from mgs.train.modeling import frozen_copy, load_policy_for, resolve_device, shard_from_rank0
 from mgs.train.schedule import build_optimizer
 from mgs.train.trainer import GRPOTrainer
-from mgs.train.update import PolicyUpdater
+from mgs.train.update import PolicyUpdater, check_mini_batches
 
 
 def policy_and_reference(
@@ -69,6 +69,9 @@ def build_trainer(
     """
     ctx = ctx or DistContext()
     device = resolve_device(cfg.model.device)
+    check_mini_batches(
+        cfg.grpo, cfg.data.mixture.batch_size, cfg.rollout.sampling.n, ctx.world_size
+    )
     if tokenizer is None:
         policy, tokenizer = load_policy_for(cfg.model, device, ctx)
     policy, reference = policy_and_reference(cfg, ctx, policy, device)

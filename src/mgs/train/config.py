@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from mgs.rl.vllm_engine import VLLMConfig
 from mgs.strategy import StrategyConfig, check_schedule
 from mgs.tiny import DEFAULT_CONFIG
 from mgs.tiny.config import TinyModelConfig, WarmStartConfig
+from mgs.train.config_checks import check_positions, check_rollouts
 from mgs.train.distributed import DistributedConfig
 
 
@@ -132,10 +134,25 @@ class OptimConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}; write e.g. optim.lr=1e-6")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(
+                f"optim.lr must be > 0 and finite, got {self.lr}; write e.g. optim.lr=1e-6"
+            )
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(
+                f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}; write e.g. "
+                "optim.betas=[0.9,0.999]"
+            )
+        if not 0 <= self.eps < math.inf or not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(
+                f"optim.eps and optim.weight_decay must be finite numbers >= 0, got {self.eps} "
+                f"and {self.weight_decay}; write e.g. optim.eps=1e-8 optim.weight_decay=0.01"
+            )
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ConfigError(
+                f"optim.grad_clip must be a finite number > 0, or null for no clipping; got "
+                f"{self.grad_clip}"
+            )
         if self.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -153,6 +170,24 @@ class HeldOutConfig:
     every: int = option(
         0, help="Also evaluate every N steps during training (0: only before/after)."
     )
+
+    def __post_init__(self) -> None:
+        for name in ("prompts_per_domain", "every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"eval.{name} must be >= 0 (0 turns it off), got {getattr(self, name)}"
+                )
+        if self.samples < 1:
+            raise ConfigError(f"eval.samples must be >= 1, got {self.samples}; e.g. eval.samples=8")
+        if not 0 <= self.temperature < math.inf:
+            raise ConfigError(
+                f"eval.temperature must be a finite number >= 0 (0: greedy), got {self.temperature}"
+            )
+        if self.temperature == 0 and self.samples > 1:
+            raise ConfigError(
+                f"eval.temperature 0 (greedy) gives {self.samples} identical samples per prompt; "
+                "set eval.temperature > 0 (e.g. 1.0) or eval.samples=1"
+            )
 
 
 @dataclass
@@ -175,6 +210,11 @@ class LoggingConfig:
     keep_checkpoints: int = option(2, help="How many of the latest checkpoints to keep.")
 
     def __post_init__(self) -> None:
+        if self.surgery_stats_every < 0:
+            raise ConfigError(
+                "logging.surgery_stats_every must be >= 0 (0: never write the arrays), got "
+                f"{self.surgery_stats_every}"
+            )
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
             raise ConfigError(
                 "logging.checkpoint_every must be >= 0 and logging.keep_checkpoints >= 1, got "
@@ -206,6 +246,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.num_threads < 0:
+            raise ConfigError(
+                f"num_threads must be >= 0 (0: torch's default), got {self.num_threads}"
+            )
         if not self.data.sources:
             raise ConfigError(
                 "data.sources is empty; list at least one source, e.g. "
@@ -224,6 +268,8 @@ class TrainConfig:
                     f"domain {source.domain!r} has no reward; add rewards.routes.{source.domain}: "
                     f"<math | ifeval | reward_model> (routed now: {', '.join(sorted(routed)) or 'none'})"
                 )
+        check_rollouts(self)
+        check_positions(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

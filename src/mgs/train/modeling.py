@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,8 +50,16 @@ def load_tokenizer_for(cfg: ModelConfig) -> Any:
     builtin = builtin_model(cfg.name)
     if builtin is not None:
         return builtin.tokenizer(cfg)
-    from mgs.models.loading import load_tokenizer
+    from mgs.models.loading import load_tokenizer, model_dir_problem
 
+    # Every rank runs this (FSDP2 loads the weights on rank 0 only), so all fail alike.
+    problem = model_dir_problem(cfg.name) if Path(cfg.name).is_dir() else None
+    if problem:
+        raise ConfigError(
+            f"model.name {cfg.name!r} is not a loadable model directory: {problem}; give a "
+            "Hugging Face model directory (save_pretrained: config.json, weights, tokenizer), a "
+            "hub name, or a builtin model (tiny)"
+        )
     tokenizer = _or_config_error(cfg, load_tokenizer, cfg.name)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -80,13 +89,15 @@ def load_policy(cfg: ModelConfig, device: torch.device) -> tuple[nn.Module, Any]
 
 
 def _or_config_error(cfg: ModelConfig, load, *args: Any, **kwargs: Any) -> Any:
+    from mgs.models.loading import load_errors
+
     try:
         return load(*args, **kwargs)
-    except OSError as exc:
+    except load_errors() as exc:
         raise ConfigError(
             f"model.name {cfg.name!r} could not be loaded ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}); give a local Hugging Face model directory, a hub "
-            "name reachable from this machine, or a builtin model (tiny)"
+            f"{(str(exc).splitlines() or [''])[0]}); give a local Hugging Face model directory, "
+            "a hub name reachable from this machine, or a builtin model (tiny)"
         ) from None
 
 

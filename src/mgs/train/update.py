@@ -10,6 +10,7 @@ steps. A mini-batch whose gradient is not finite is skipped and counted.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mgs.errors import ConfigError
 from mgs.rl import (
     RolloutBatch,
     grpo_loss,
@@ -39,6 +41,20 @@ class UpdateResult:
     surgery: SurgeryStats | None = None
     skipped: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def check_mini_batches(cfg: GRPOConfig, batch_size: int, n: int, world_size: int) -> None:
+    """Every mini-batch of every rank must get rollouts: ``grpo.mini_batches`` at most the fewest
+    rollouts a rank holds in a step (each domain's prompts are dealt round-robin over the ranks,
+    so a rank holds at least ceil(batch_size / world_size) prompts, n rollouts each)."""
+    rows = math.ceil(batch_size / world_size) * n
+    if cfg.mini_batches > rows:
+        raise ConfigError(
+            f"grpo.mini_batches ({cfg.mini_batches}) is more than the rollouts a rank holds in a "
+            f"step ({rows}: data.mixture.batch_size {batch_size} over {world_size} rank(s) x "
+            f"rollout.sampling.n {n}), so some mini-batches would be empty; set "
+            f"grpo.mini_batches to at most {rows}, or use fewer ranks"
+        )
 
 
 def micro_batches(rows: Sequence[int], size: int) -> list[list[int]]:
@@ -118,16 +134,27 @@ class PolicyUpdater:
     def _mini_batches(
         self, sample_domains: list[str], n_rows: int, gen: torch.Generator
     ) -> list[list[int]]:
-        """Split the rows into mini-batches, each domain dealt evenly (same counts on every rank)."""
+        """Split the rows into mini-batches, each domain dealt evenly (same counts on every rank).
+
+        The deal continues across domains (domain 2 starts where domain 1 stopped), so no
+        mini-batch is empty while there are at least as many rows as mini-batches.
+        """
         k = self.cfg.mini_batches
         if k == 1:
             return [list(range(n_rows))]
+        if n_rows < k:
+            raise ConfigError(
+                f"grpo.mini_batches ({k}) is more than this step's {n_rows} rollouts; set "
+                f"grpo.mini_batches to at most {n_rows}"
+            )
         minis: list[list[int]] = [[] for _ in range(k)]
+        dealt = 0
         for domain in self.domains:
             rows = [r for r in range(n_rows) if sample_domains[r] == domain]
             order = torch.randperm(len(rows), generator=gen).tolist()
-            for j, i in enumerate(order):
-                minis[j % k].append(rows[i])
+            for i in order:
+                minis[dealt % k].append(rows[i])
+                dealt += 1
         return [sorted(m) for m in minis]
 
     def update(

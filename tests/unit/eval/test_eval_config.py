@@ -69,7 +69,11 @@ def test_missing_file_and_missing_judges_fail_before_any_model_is_loaded(tmp_pat
     with pytest.raises(ConfigError, match="--judge-url URL --judge-model NAME"):
         check_benchmarks([BenchmarkSpec("alpacaeval", str(chat))], EvalConfig())
     with_rm = EvalConfig(reward_model=RewardModelConfig(path="somewhere"))
-    check_benchmarks([BenchmarkSpec("alpacaeval", str(chat)), BenchmarkSpec("tiny_chat")], with_rm)
+    alpaca = tmp_path / "alpaca.jsonl"
+    alpaca.write_text('{"instruction": "hi", "output": "hello"}\n')
+    check_benchmarks(
+        [BenchmarkSpec("alpacaeval", str(alpaca)), BenchmarkSpec("tiny_chat")], with_rm
+    )
 
 
 def test_eval_config_validation():

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mgs.errors import ConfigError
-from mgs.eval.config import JudgeConfig
+from mgs.eval.config import EvalConfig, JudgeConfig
 from mgs.eval.judge import (
     JUDGE_SYSTEM_PROMPT,
     ChatJudge,
@@ -19,14 +19,19 @@ from mgs.eval.judge import (
     endpoint,
     outcome,
     parse_verdict,
+    redact,
+    split_credentials,
 )
+from mgs.eval.result import EvalResult
 
 
 class StubJudge(BaseHTTPRequestHandler):
     """Prefers the assistant whose answer contains GOOD ([[C]] when both or neither do).
 
     A question containing FLAKY fails with HTTP 500 on its first request; UNREADABLE gets an
-    answer without a verdict; DOWN always fails.
+    answer without a verdict; DOWN always fails; ECHO fails with HTTP 401 and a body that echoes
+    the request's Authorization header (as some misconfigured servers and proxies do), the key
+    itself starting at character 190, across the 200-character cut of the error text.
     """
 
     requests: list[dict] = []  # noqa: RUF012 - shared by the handler instances of one server
@@ -39,6 +44,14 @@ class StubJudge(BaseHTTPRequestHandler):
         type(self).headers_seen.append(dict(self.headers))
         user = body["messages"][1]["content"]
         question = user.split("[User Question]\n", 1)[1].split("\n\n", 1)[0]
+        if "ECHO" in question:
+            auth = self.headers.get("Authorization", "")
+            secret = auth.split(" ", 1)[-1]
+            body = "." * 190 + f"{secret} was refused; you sent Authorization: {auth}"
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(body.encode())
+            return
         if "DOWN" in question or ("FLAKY" in question and question not in self.flaky_seen):
             type(self).flaky_seen.add(question)
             self.send_response(500)
@@ -165,5 +178,58 @@ def test_a_judge_that_never_answers_is_an_error(server):
 def test_judge_config_errors_say_what_to_write():
     with pytest.raises(ConfigError, match="http://"):
         JudgeConfig(url="localhost:8000", model="m")
+    with pytest.raises(ConfigError, match="http://") as bad:
+        JudgeConfig(url="bob:s3cret@localhost:8000", model="m")
+    assert "s3cret" not in str(bad.value)
     with pytest.raises(ConfigError, match="--judge-model"):
         JudgeConfig(url="http://127.0.0.1:8000/v1", model="")
+
+
+# ------------------------------------------------------------- issue 12: secrets never leak
+
+KEY = "K3y-Very-Secret-Value-42"  # matches no token pattern: only the key itself can redact it
+
+
+def test_redact_hides_the_key_and_token_shaped_text():
+    text = (
+        f'body {KEY} | Authorization: Bearer abc.def | {{"api_key": "zz9"}} | x-api-key=q1 | '
+        "sk-abcdefghijklmnop | http://bob:pw@host/v1 | Basic dXNlcjpwdw=="
+    )
+    assert redact(text, [KEY]) == (
+        'body [redacted] | Authorization: Bearer [redacted] | {"api_key": "[redacted]"} | '
+        "x-api-key=[redacted] | [redacted] | http://[redacted]@host/v1 | Basic [redacted]"
+    )
+    assert redact("no secret here: 2 + 2 = 4", [""]) == "no secret here: 2 + 2 = 4"
+
+
+def test_split_credentials():
+    assert split_credentials("https://bob:p%40ss@h:8000/v1") == ("https://h:8000/v1", "bob", "p@ss")
+    assert split_credentials("http://h/v1") == ("http://h/v1", None, None)
+
+
+def test_an_error_body_echoing_the_key_never_shows_it(server, monkeypatch):
+    monkeypatch.setenv("MGS_TEST_JUDGE_KEY", KEY)
+    judge = ChatJudge(_cfg(server, retries=0))
+    result = judge.judge(["ECHO 1", "q"], ["x", "GOOD"], ["r", "bad"])[0]
+    assert result.verdict is None and result.raw.startswith("HTTP 401: ....")
+    # Before: the first 10 characters of the key were in the 200-character cut.
+    assert KEY[:6] not in result.raw and "[redacted]" in result.raw
+    with pytest.raises(JudgeError) as failed:
+        judge.judge(["ECHO 2"], ["x"], ["r"])
+    assert KEY[:6] not in str(failed.value) and "HTTP 401" in str(failed.value)
+
+
+def test_url_credentials_go_as_basic_auth_and_are_never_shown_or_saved(server, monkeypatch):
+    monkeypatch.delenv("MGS_TEST_JUDGE_KEY", raising=False)
+    url = server.replace("http://", "http://alice:pw%2Fs3cret@")
+    judge = ChatJudge(_cfg(url, retries=0))
+    assert judge.judge(["q"], ["GOOD"], ["bad"])[0].win == 1.0  # urllib alone cannot use them
+    assert StubJudge.headers_seen[-1]["Authorization"] == "Basic YWxpY2U6cHcvczNjcmV0"
+    results = judge.judge(["ECHO", "q"], ["x", "GOOD"], ["bad", "bad"])
+    assert "s3cret" not in results[0].raw and "YWxpY2U6cHcvczNjcmV0" not in results[0].raw
+    with pytest.raises(JudgeError) as failed:
+        judge.judge(["DOWN"], ["x"], ["r"])
+    assert "alice" not in str(failed.value) and "s3cret" not in str(failed.value)
+    saved = EvalResult("m", EvalConfig(judge=_cfg(url)), {}).to_dict()
+    assert saved["config"]["judge"]["url"] == server  # what the results JSON holds
+    assert "s3cret" not in json.dumps(saved)

@@ -1,0 +1,64 @@
+"""`mgs eval` with bad input (issue 12): an unusable --out or a file of the wrong shape fails at
+once, before the model is loaded, instead of after the whole evaluation."""
+
+from __future__ import annotations
+
+import pytest
+
+import mgs.eval.runner as runner
+from mgs.cli import main
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if the model would be loaded (or evaluated)."""
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(runner, "load_model", forbidden)
+    monkeypatch.setattr(runner, "evaluate_model", forbidden)
+
+
+def _error(capsys, *argv: str) -> str:
+    code = main(["eval", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_out_is_checked_before_anything_is_loaded(capsys, tmp_path, no_model) -> None:
+    model = str(tmp_path)
+    # Was an IsADirectoryError after generating and scoring everything.
+    err = _error(capsys, model, "--bench", "tiny_math", "--out", str(tmp_path))
+    assert f"--out '{tmp_path}' is a directory; pass a file path, e.g. --out " in err
+    assert str(tmp_path / "eval_results.json") in err
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    err = _error(capsys, model, "--bench", "tiny_math", "--out", str(a_file / "r.json"))
+    assert f"cannot be created: '{a_file}' is a file, not a directory" in err
+    (tmp_path / "r.md").mkdir()
+    err = _error(capsys, model, "--bench", "tiny_math", "--out", str(tmp_path / "r.json"))
+    assert f"the markdown table goes beside it, to {tmp_path / 'r.md'}, which is a directory" in err
+
+
+def test_a_bench_file_of_another_shape_names_the_kind(capsys, tmp_path, no_model) -> None:
+    # Was found only after the model loaded, with a fix meant for training configs ("Set the
+    # source's preset: ...").
+    chat = tmp_path / "prompts.jsonl"
+    chat.write_text('{"prompt": "hi"}\n')
+    err = _error(capsys, str(tmp_path), "--bench", f"math500={chat}", "--out", "r.json")
+    assert (
+        f"benchmark 'math500': {chat}, row 0 has no column 'problem' (its columns: prompt), so it "
+        "is not a math500 file (MATH-500 format (json/jsonl/parquet): problem, answer, unique_id); "
+        "pass such a file, or the --bench kind that matches yours (kinds read from files: "
+        "math500, "
+    ) in err
+    assert "gsm8k" in err and "tiny_math" not in err  # the kinds with a file, not the built-ins
+    assert "preset" not in err
+
+
+def test_negative_threads(capsys, tmp_path, no_model) -> None:
+    err = _error(capsys, str(tmp_path), "--bench", "tiny_math", "--threads", "-1")
+    assert "num_threads (--threads) must be >= 0" in err
