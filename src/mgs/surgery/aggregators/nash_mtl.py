@@ -19,9 +19,7 @@ from mgs.surgery.aggregators.registry import (
 )
 from mgs.surgery.aggregators.state import check_keys, tensor_entry
 
-_STEPS = 2.0 ** -torch.arange(31, dtype=torch.float64)  # backtracking line search: 1, 1/2, ...
-_ARMIJO = 0.25
-_DONE = 1e-24  # squared Newton decrement (trace-normalised units) at which a group has converged
+_DONE = 1e-13  # |G a - 1/a| / |1/a| at which a group has converged (float64 rounding ~1e-15)
 _RESIDUAL_TOL = 1e-6  # |G a - 1/a| / |1/a| above this after max_iters: no solution (see below)
 _SYNC_EVERY = 5
 
@@ -111,35 +109,34 @@ def nash_weights(
     gram: torch.Tensor, present: torch.Tensor, previous: torch.Tensor, max_iters: int
 ) -> torch.Tensor:
     """``alpha [M, K]`` with ``(G alpha)_i = 1 / alpha_i`` on the present domains (0 elsewhere);
-    ``previous`` where no such point exists. Damped Newton on ``a^T G a / 2 - sum log a``."""
+    ``previous`` where no such point exists.
+
+    Newton's method on ``f(a) = a^T G a / 2 - sum log a``, which is self-concordant: the damped
+    step ``delta / (1 + lambda)`` (``lambda`` the Newton decrement) stays positive and decreases
+    ``f`` by a fixed amount, and full steps converge quadratically once ``lambda < 1/4``
+    (Nesterov & Nemirovski); a full step is also taken earlier whenever it decreases ``f``.
+    """
     m = gram.shape[0]
     dtype = gram.dtype
     trace = torch.diagonal(gram, dim1=1, dim2=2).sum(-1)  # [M]
     scale = torch.where(trace > 0, trace, 1.0)
     unit = gram / scale[:, None, None]  # [M, K, K] trace-normalised
     on = present.to(dtype)
-    diag = torch.diagonal(unit, dim1=1, dim2=2)
-    warm = previous * scale.sqrt()[:, None]  # previous weights in trace-normalised units
-    use_warm = ((torch.isfinite(warm) & (warm > 0)) | ~present).all(-1, keepdim=True)  # [M, 1]
-    start = torch.where(diag > 0, diag.clamp(min=1e-300).rsqrt(), 1.0)  # orthogonal-case weights
-    a = torch.where(present, torch.where(use_warm, warm, start), 1.0)
+    a = _start(unit, present, previous * scale.sqrt()[:, None])
     outside = torch.diag_embed(1 - on)  # identity on the absent domains: their step is 0
-    steps = _STEPS.to(dtype=dtype, device=gram.device)
     done = torch.zeros(m, dtype=torch.bool, device=gram.device)
     for it in range(max_iters):
         grad = (torch.einsum("mij,mj->mi", unit, a) - 1 / a) * on  # [M, K]
         hess = unit * (on[:, :, None] * on[:, None, :]) + torch.diag_embed(on / a**2) + outside
         delta = -torch.linalg.solve_ex(hess, grad)[0]  # [M, K]
-        slope = (grad * delta).sum(-1)  # -(Newton decrement)^2
-        done = done | ~(-slope > _DONE)
-        trial = a[None] + steps[:, None, None] * delta[None]  # [S, M, K]
-        positive = ((trial > 0) | ~present[None]).all(-1)
-        accept = positive & (
-            _objective(unit, trial, on)
-            <= _objective(unit, a[None], on) + _ARMIJO * steps[:, None] * slope[None]
-        )  # [S, M]
-        first = torch.where(accept.any(0), accept.to(torch.int8).argmax(0), -1)  # largest step
-        step = torch.where(first >= 0, steps[first.clamp(min=0)], 0.0)
+        decrement = (-(grad * delta).sum(-1)).clamp(min=0).sqrt()  # lambda
+        converged = grad.norm(dim=-1) <= _DONE * ((1 / a) * on).norm(dim=-1)
+        done = done | converged | ~(decrement > 0)
+        full = a + delta
+        take_full = (decrement < 0.25) | (
+            ((full > 0) | ~present).all(-1) & (_objective(unit, full, on) < _objective(unit, a, on))
+        )
+        step = torch.where(take_full, 1.0, 1 / (1 + decrement))
         a = torch.where(done[:, None], a, a + step[:, None] * delta)
         if (it + 1) % _SYNC_EVERY == 0 and bool(done.all()):
             break
@@ -149,8 +146,21 @@ def nash_weights(
     return torch.where(solved[:, None], alpha, previous)
 
 
+def _start(unit: torch.Tensor, present: torch.Tensor, warm: torch.Tensor) -> torch.Tensor:
+    """The previous weights where usable (else ``1 / |g_i|``), rescaled to the best multiple."""
+    diag = torch.diagonal(unit, dim1=1, dim2=2)
+    use_warm = ((torch.isfinite(warm) & (warm > 0)) | ~present).all(-1, keepdim=True)  # [M, 1]
+    cold = torch.where(diag > 0, diag.clamp(min=1e-300).rsqrt(), 1.0)
+    a = torch.where(present, torch.where(use_warm, warm, cold), 1.0)
+    on = present.to(unit.dtype)
+    # argmin_s f(s a) = sqrt(K / a^T G a): the start's scale is then right whatever its direction
+    quad = torch.einsum("mi,mij,mj->m", a * on, unit, a * on)
+    best = (on.sum(-1) / torch.where(quad > 0, quad, 1.0)).sqrt()
+    return torch.where(present, a * torch.where(quad > 0, best, 1.0)[:, None], 1.0)
+
+
 def _objective(unit: torch.Tensor, a: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
-    """``a^T G a / 2 - sum_present log a`` for ``a [S, M, K]``: ``[S, M]`` (inf where a <= 0)."""
-    quad = torch.einsum("smi,mij,smj->sm", a, unit, a) / 2
-    logs = torch.where(on[None] > 0, torch.log(a.clamp(min=0)), 0.0).sum(-1)
+    """``a^T G a / 2 - sum_present log a`` for ``a [M, K]``: ``[M]`` (inf where some a <= 0)."""
+    quad = torch.einsum("mi,mij,mj->m", a * on, unit, a * on) / 2
+    logs = torch.where(on > 0, torch.log(a.clamp(min=0)), 0.0).sum(-1)
     return torch.where(torch.isfinite(logs), quad - logs, torch.inf)

@@ -150,9 +150,9 @@ def reweighted(coef: torch.Tensor, active: torch.Tensor, rtol: float = 1e-6) -> 
 def finish(
     coef: torch.Tensor, fired: torch.Tensor, gram: torch.Tensor, active: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero the coefficients of zero-gradient domains (and never report them as fired)."""
-    zero = zero_gradient(gram, active)  # [M, K]
-    return torch.where(zero, 0.0, coef), fired & ~zero & active[None, :]
+    """Zero the coefficients of inactive and zero-gradient domains (never reported as fired)."""
+    keep = active[None, :] & ~zero_gradient(gram, active)  # [M, K]
+    return torch.where(keep, coef, 0.0), fired & keep
 
 
 def check_param(ok: bool, message: str) -> None:

@@ -107,6 +107,9 @@ def config_aggregator(gram: torch.Tensor, active: torch.Tensor, orders: torch.Te
     g_c = torch.einsum("mij,mj->mi", gram, c)  # [M, K]
     sq_norm = (c * g_c).sum(-1).clamp(min=0)  # |J^T c|^2
     length = (g_c * ones).sum(-1)  # sum_i <g_i, J^T c>
-    denom = sq_norm.sqrt().clamp(min=1e-12) ** 2  # F.normalize's eps on |J^T c|
-    weights = c * (length / denom)[:, None]
+    # torchjd normalises J^T c with F.normalize (eps 1e-12 on its norm, which is scale-free here:
+    # the unit gradients' pinv); below that the direction is 0/0 (e.g. g_2 = -s g_1), and mgs
+    # returns 0 where torchjd returns rounding noise.
+    defined = sq_norm.sqrt() > 1e-12
+    weights = torch.where(defined, length / torch.where(defined, sq_norm, 1.0), 0.0)[:, None] * c
     return finish(weights, reweighted(weights, active), gram, active)
