@@ -398,19 +398,20 @@ def main(argv: list[str] | None = None) -> int:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"load average at start {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"apply() and copy: medians of {args.repeats} interleaved runs after a warm-up "
-        f"(per-tensor loop: {args.loop_repeats} runs, interleaved with the first ones); "
-        "range = min-max of apply()"
-    )
-    print(
-        "loop = the per-tensor combination; clones = the K per-domain clones of every p.grad the "
-        "original made each step; speed-up = (loop + clones) / apply, w/o cl. = loop / apply"
-    )
-    print(
-        "GB/s = (2K+1) x N x 4 bytes / apply time; copy = dst.copy_(src) of N floats, "
-        "2 x N x 4 bytes; ratio = apply GB/s / copy GB/s"
-    )
+    if not args.aggregators_only:
+        print(
+            f"apply() and copy: medians of {args.repeats} interleaved runs after a warm-up "
+            f"(per-tensor loop: {args.loop_repeats} runs, interleaved with the first ones); "
+            "range = min-max of apply()"
+        )
+        print(
+            "loop = the per-tensor combination; clones = the K per-domain clones of every p.grad "
+            "the original made each step; speed-up = (loop + clones) / apply, w/o cl. = loop / apply"
+        )
+        print(
+            "GB/s = (2K+1) x N x 4 bytes / apply time; copy = dst.copy_(src) of N floats, "
+            "2 x N x 4 bytes; ratio = apply GB/s / copy GB/s"
+        )
     print()
 
     header = (
