@@ -27,6 +27,9 @@ from mgs.surgery.aggregators import (
 
 tj = pytest.importorskip("torchjd.aggregation", reason="torchjd (the dev extra) is the oracle")
 CASES = oracle_cases()
+# Where mgs's defaults and torchjd's agree: torchjd switches UPGrad / DualProj / CAGrad off in a
+# group whose Gram trace is below 1e-4, mgs does not (test_tiny_groups_get_the_method_...).
+NOT_TINY = [i for i, (_, j, active) in enumerate(CASES) if float(j[active].pow(2).sum()) >= 1e-4]
 
 
 def _needs(*modules: str) -> None:
@@ -143,13 +146,11 @@ def test_matches_torchjd_with_its_parameters(method: str, case: int) -> None:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("case", range(len(CASES)), ids=case_ids())
+@pytest.mark.parametrize("case", NOT_TINY, ids=[case_ids()[i] for i in NOT_TINY])
 def test_mgs_defaults_match_torchjd_where_the_trace_is_not_tiny(method: str, case: int) -> None:
     _, _, ours, reference, rtol, needs = METHODS[method]
     _needs(*needs)
     _, j, active = CASES[case]
-    if float((j[active] ** 2).sum()) < 1e-4:
-        pytest.skip("trace < 1e-4: torchjd switches the method off here, mgs does not (by design)")
     got, _ = _ours(ours(), j, active)
     _assert_same(got, _reference(reference(), j, active), j[active], rtol)
 

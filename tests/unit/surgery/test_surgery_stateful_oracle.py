@@ -49,6 +49,35 @@ def test_gradvac_matches_torchjd_step_after_step(seed: int) -> None:
     assert corrected > 0, "the targets rose above some cosines: GradVac corrected something"
 
 
+def _orders_with_inactive(active: torch.Tensor, seed: int) -> torch.Tensor:
+    """torchjd's orders over the active domains, in global indices; inactive ones come last."""
+    k = active.shape[0]
+    index = torch.nonzero(active).flatten().tolist()
+    sub = torchjd_orders(len(index), seed)[0].tolist() if len(index) > 1 else [[]] * len(index)
+    rows = [[j for j in range(k) if j != i] for i in range(k)]
+    for position, i in enumerate(index):
+        mapped = [index[j] for j in sub[position]]
+        rows[i] = mapped + [j for j in range(k) if j != i and j not in mapped]
+    return torch.tensor(rows, dtype=torch.long).reshape(1, k, k - 1)
+
+
+@pytest.mark.parametrize("case", range(len(oracle_cases())), ids=[c[0] for c in oracle_cases()])
+def test_gradvac_matches_torchjd_on_every_case(case: int) -> None:
+    """Random and degenerate cases (zero, identical, opposite gradients, inactive domains), two
+    steps on the same Jacobian (the second one starts from the first one's targets)."""
+    _, j, active = oracle_cases()[case]
+    trace = float(j[active].pow(2).sum())
+    j = j / trace**0.5 if trace > 0 else j  # unit trace: mgs's relative eps = torchjd's absolute
+    ours, ref = GradVac(), tj.GradVac()
+    for step in range(2):
+        orders = _orders_with_inactive(active, 10 * case + step)
+        torch.manual_seed(10 * case + step)
+        expected = ref(j[active])
+        coef, _ = ours((j @ j.T)[None], active, orders)
+        assert torch.isfinite(coef).all() and (coef[0, ~active] == 0).all()
+        torch.testing.assert_close(coef[0] @ j, expected, rtol=1e-9, atol=1e-12)
+
+
 def test_gradvac_eps_is_relative_to_the_group_scale() -> None:
     """The same gradients at any scale give the same weights (torchjd's absolute eps would not)."""
     gen = torch.Generator().manual_seed(1)

@@ -41,7 +41,7 @@ class GradVac(Aggregator):
 
     beta: float = option(0.5, help="EMA rate of the cosine targets (torchjd's default).")
     eps: float = option(1e-8, help="Added to the denominators (relative to the group's trace).")
-    _phi: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _phi: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_param(0.0 <= self.beta <= 1.0, f"beta must be in [0, 1], got {self.beta}")

@@ -55,8 +55,8 @@ class NashMTL(Aggregator):
         1, help="Solve for new weights every this many steps; reuse the last ones in between."
     )
     max_iters: int = option(50, help="Newton iterations at most (converged groups stop earlier).")
-    _alpha: torch.Tensor | None = field(default=None, init=False, repr=False)
-    _calls: int = field(default=0, init=False, repr=False)
+    _alpha: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+    _calls: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_param(self.max_norm >= 0, f"max_norm must be >= 0, got {self.max_norm}")
