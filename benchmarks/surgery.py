@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/surgery.py            # ~41M-parameter decoder, K = 2, 3, 4
     .venv/bin/python benchmarks/surgery.py --quick    # small smoke run (a few seconds)
     .venv/bin/python benchmarks/surgery.py --layers 24 --hidden 512 --repeats 9
+    .venv/bin/python benchmarks/surgery.py --aggregators-only --domains 3   # the aggregator table
 
 For every K it makes K per-domain gradients of a Qwen2-like decoder stack (q/k/v with biases, o,
 gate/up/down, two RMSNorm weights per layer, tied embeddings, final norm), one ``{name: tensor}``
@@ -19,6 +20,11 @@ dict per domain as the original code kept them, hands them to the surgeon throug
   the per-domain clones of every ``p.grad`` that the original made each step (the surgeon's
   backward accumulates straight into its buffers);
 - a plain ``dst.copy_(src)`` of one domain buffer (N floats), for the bandwidth reference.
+
+A second table times ``apply()`` with every registered aggregator (``--aggregators``; PCGrad's
+row is the reference) at granularity ``tensor``, ``module`` and ``global``, and apart the
+aggregator's own share (the ``[M, K, K] -> [M, K]`` call on the same Gram stack), all aggregators
+taking turns within each round (``--agg-repeats`` rounds after a warm-up).
 
 Times are medians over ``--repeats`` runs after a warm-up, the copy, the loop and ``apply()`` taking
 turns so that all see the same machine load. The achieved bandwidth of ``apply()`` is
@@ -50,7 +56,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 from torch import nn
 
-from mgs.surgery import GradientSurgeon, get_aggregator
+from mgs.surgery import GradientSurgeon, available_aggregators, get_aggregator
+from mgs.surgery.aggregators import random_orders
 
 DOMAINS = ["math", "chat", "if", "code"]
 MIB = 2**20
@@ -230,6 +237,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra rows after 'tensor' (the loop baseline is per tensor)",
     )
     ap.add_argument("--no-loop", action="store_true", help="skip the per-tensor loop baseline")
+    ap.add_argument(
+        "--aggregators",
+        nargs="*",
+        default=None,
+        help="aggregators of the second table (default: every registered one; none: skip it)",
+    )
+    ap.add_argument(
+        "--agg-granularities",
+        nargs="+",
+        default=["tensor", "module", "global"],
+        help="granularities of the aggregator table",
+    )
+    ap.add_argument(
+        "--agg-repeats", type=int, default=5, help="timed rounds of the aggregator table"
+    )
+    ap.add_argument(
+        "--aggregators-only", action="store_true", help="print only the aggregator table"
+    )
     ap.add_argument("--quick", action="store_true", help="small model, few repeats (smoke run)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -239,6 +264,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--domains must be between 1 and {len(DOMAINS)}")
     if "tensor" not in args.granularities:
         args.granularities = ["tensor", *args.granularities]
+    if args.aggregators is None:
+        args.aggregators = available_aggregators()
+    unknown = set(args.aggregators) - set(available_aggregators())
+    if unknown:
+        ap.error(f"unknown aggregators {sorted(unknown)}; valid: {available_aggregators()}")
+    if args.aggregators and "pcgrad" not in args.aggregators:
+        args.aggregators = ["pcgrad", *args.aggregators]
     return args
 
 
@@ -287,6 +319,64 @@ def surgeon_bytes(surgeon: GradientSurgeon, params: list[tuple[str, nn.Parameter
     return {"buffers": buffers, "grads": grads, "scratch": scratch}
 
 
+def aggregator_table(
+    args: argparse.Namespace, model: nn.Module, params: list[tuple[str, nn.Parameter]]
+) -> list[str]:
+    """``apply()`` and the aggregator call alone, per aggregator x granularity, for every K."""
+    grans = args.agg_granularities
+    header = f"{'K':>2}  {'aggregator':<12}" + "".join(
+        f" {g + ' apply':>14} {'coef':>7} {'x pcgrad':>8}" for g in grans
+    )
+    lines = [header, "-" * len(header)]
+    for k in args.domains:
+        with threads(1):
+            grads = domain_gradients(model, k, seed=k)
+        cells: dict[str, str] = dict.fromkeys(args.aggregators, "")
+        groups = []
+        for granularity in grans:
+            release_freed_memory()
+            surgeon = GradientSurgeon(model, DOMAINS[:k], granularity=granularity)
+            with threads(1):
+                fill_domain_gradients(surgeon, model, grads)
+            med = time_aggregators(surgeon, k, args)
+            for name in args.aggregators:
+                apply_ms, coef_ms = med[f"apply:{name}"], med[f"coef:{name}"]
+                ratio = apply_ms / med["apply:pcgrad"]
+                cells[name] += f" {fmt_ms(apply_ms):>14} {fmt_ms(coef_ms):>7} {ratio:>7.2f}x"
+            groups.append(f"{granularity}: {len(surgeon.groups)} groups")
+            del surgeon
+            for _, p in params:
+                p.grad = None
+        lines += [f"{k:>2}  {name:<12}{cells[name]}" for name in args.aggregators]
+        lines.append(f"    ({'; '.join(groups)})")
+        del grads
+    return lines
+
+
+def time_aggregators(surgeon: GradientSurgeon, k: int, args: argparse.Namespace) -> dict:
+    """Median seconds of ``apply()`` with each aggregator and of the aggregator call alone."""
+    instances = {name: get_aggregator(name) for name in args.aggregators}
+    gram = surgeon.apply().gram  # the [M, K, K] Gram stack the aggregators see
+    active = torch.ones(k, dtype=torch.bool)
+    orders = random_orders(gram.shape[0], k, torch.Generator().manual_seed(0))
+
+    def with_aggregator(agg) -> Callable[[], object]:
+        def run() -> object:
+            surgeon.aggregator = agg
+            return surgeon.apply()
+
+        return run
+
+    fns: dict[str, Callable[[], object]] = {}
+    for name, agg in instances.items():
+        fns[f"apply:{name}"] = with_aggregator(agg)
+        fns[f"coef:{name}"] = lambda agg=agg: agg(gram, active, orders)
+    for fn in fns.values():  # warm-up
+        fn()
+    times = interleaved(fns, dict.fromkeys(fns, args.agg_repeats))
+    return {key: statistics.median(value) for key, value in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -308,19 +398,20 @@ def main(argv: list[str] | None = None) -> int:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"load average at start {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"apply() and copy: medians of {args.repeats} interleaved runs after a warm-up "
-        f"(per-tensor loop: {args.loop_repeats} runs, interleaved with the first ones); "
-        "range = min-max of apply()"
-    )
-    print(
-        "loop = the per-tensor combination; clones = the K per-domain clones of every p.grad the "
-        "original made each step; speed-up = (loop + clones) / apply, w/o cl. = loop / apply"
-    )
-    print(
-        "GB/s = (2K+1) x N x 4 bytes / apply time; copy = dst.copy_(src) of N floats, "
-        "2 x N x 4 bytes; ratio = apply GB/s / copy GB/s"
-    )
+    if not args.aggregators_only:
+        print(
+            f"apply() and copy: medians of {args.repeats} interleaved runs after a warm-up "
+            f"(per-tensor loop: {args.loop_repeats} runs, interleaved with the first ones); "
+            "range = min-max of apply()"
+        )
+        print(
+            "loop = the per-tensor combination; clones = the K per-domain clones of every p.grad "
+            "the original made each step; speed-up = (loop + clones) / apply, w/o cl. = loop / apply"
+        )
+        print(
+            "GB/s = (2K+1) x N x 4 bytes / apply time; copy = dst.copy_(src) of N floats, "
+            "2 x N x 4 bytes; ratio = apply GB/s / copy GB/s"
+        )
     print()
 
     header = (
@@ -342,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     def mib(nbytes: float) -> str:
         return f"{nbytes / MIB:.1f}"
 
-    for k in args.domains:
+    for k in [] if args.aggregators_only else args.domains:
         domains = DOMAINS[:k]
         with threads(1):
             grads = domain_gradients(model, k, seed=k)
@@ -430,6 +521,26 @@ def main(argv: list[str] | None = None) -> int:
         for _, p in params:
             p.grad = None
 
+    if args.aggregators:
+        agg_lines = aggregator_table(args, model, params)
+    if not args.aggregators_only:
+        print_pcgrad_tables(rows, memory_rows, checks)
+    if args.aggregators:
+        print(
+            f"every aggregator: apply() ms (median of {args.agg_repeats} rounds, all aggregators "
+            "taking turns), coef = the aggregator call alone on the same [M, K, K] Gram stack, "
+            "x pcgrad = apply() / PCGrad's apply() at that granularity"
+        )
+        print("\n".join(agg_lines))
+        print()
+    print(
+        f"load average at end {os.getloadavg()[0]:.2f}; total benchmark time "
+        f"{time.perf_counter() - t_start:.0f} s"
+    )
+    return 0
+
+
+def print_pcgrad_tables(rows: list[str], memory_rows: list[str], checks: list[str]) -> None:
     print("\n".join(rows))
     print()
     print(
@@ -444,11 +555,6 @@ def main(argv: list[str] | None = None) -> int:
         print("same results:")
         print("\n".join("  " + line for line in checks))
     print()
-    print(
-        f"load average at end {os.getloadavg()[0]:.2f}; total benchmark time "
-        f"{time.perf_counter() - t_start:.0f} s"
-    )
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from mgs.errors import ConfigError
 from mgs.strategy import StrategyConfig
 from mgs.surgery import GradientSurgeon, SurgeryStats
 
@@ -70,11 +71,17 @@ class SurgeonCombiner:
         return Combined(finite, stats.grad_norm, stats)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"surgeon_step": self.surgeon.step}
+        """The surgeon's step (PCGrad's random orders derive from it) and its aggregator's state
+        (GradVac's cosine targets, Nash-MTL's last weights), as tensors and plain values."""
+        return {"surgeon": self.surgeon.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("surgeon_step") is not None:
-            self.surgeon.step = int(state["surgeon_step"])
+        if state.get("surgeon") is None:
+            raise ConfigError(
+                "the checkpoint holds no gradient-surgeon state (it was written by a strategy "
+                "without per-domain gradients); resume with the run's own strategy"
+            )
+        self.surgeon.load_state_dict(state["surgeon"])
 
 
 class PlainSumCombiner:
@@ -98,10 +105,14 @@ class PlainSumCombiner:
         return Combined(bool(torch.isfinite(norm)), norm)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"surgeon_step": None}
+        return {"surgeon": None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if state.get("surgeon") is not None:
+            raise ConfigError(
+                "the checkpoint holds gradient-surgeon state but this run keeps no per-domain "
+                "gradients (strategy.track_conflicts: false); resume with the run's own strategy"
+            )
 
 
 def build_combiner(

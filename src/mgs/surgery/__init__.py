@@ -12,16 +12,36 @@ Usable on its own in any PyTorch training loop::
     optimizer.step()
 """
 
-from mgs.surgery.aggregators import available_aggregators, get_aggregator, register_aggregator
+from mgs.surgery.aggregators import (
+    MGDA,
+    Aggregator,
+    AlignedMTL,
+    CAGrad,
+    DualProj,
+    GradVac,
+    NashMTL,
+    UPGrad,
+    available_aggregators,
+    get_aggregator,
+    register_aggregator,
+)
 from mgs.surgery.groups import GRANULARITIES, Group, partition
 from mgs.surgery.stats import SurgeryStats
 from mgs.surgery.surgeon import GradientSurgeon
 
 __all__ = [
     "GRANULARITIES",
+    "MGDA",
+    "Aggregator",
+    "AlignedMTL",
+    "CAGrad",
+    "DualProj",
+    "GradVac",
     "GradientSurgeon",
     "Group",
+    "NashMTL",
     "SurgeryStats",
+    "UPGrad",
     "available_aggregators",
     "get_aggregator",
     "partition",

@@ -23,7 +23,8 @@ class SurgeryStats:
         group_names: group keys in layout order (``M``).
         gram:        ``[M, K, K]`` per-group Gram matrices of the domain gradients.
         coef:        ``[M, K]`` combination coefficients (before clipping).
-        fired:       ``[M, K]`` whether domain k's gradient was projected in group m.
+        fired:       ``[M, K]`` whether the aggregator modified domain k in group m (PCGrad:
+                     projected; each method's definition is in docs/aggregators.md).
         active:      ``[K]`` domains that had a backward pass and finite gradients.
         nonfinite:   ``[K]`` domains whose gradient had a NaN/inf (excluded from the step).
         grad_norm:   scalar, norm of the combined gradient before clipping.

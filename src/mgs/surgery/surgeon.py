@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,7 +37,8 @@ from torch import nn
 
 from mgs.errors import ConfigError, unknown_name
 from mgs.surgery import distributed as mgs_dist
-from mgs.surgery.aggregators import Aggregator, get_aggregator, random_orders
+from mgs.surgery import state as surgeon_state
+from mgs.surgery.aggregators import Aggregator, AggregatorLike, get_aggregator, random_orders
 from mgs.surgery.groups import Granularity, Group, partition
 from mgs.surgery.stats import SurgeryStats
 
@@ -67,8 +69,10 @@ class GradientSurgeon:
         model: the module whose trainable parameters (``requires_grad``) are combined; frozen ones
             are ignored. A DDP- or FSDP2-wrapped module works as is.
         domains: domain names in a fixed order (the same on every rank).
-        aggregator: a registered name (``"sum"``, ``"mean"``, ``"pcgrad"``, ...) or a callable
-            ``(gram [M,K,K], active [K], orders [M,K,K-1]) -> (coef [M,K], fired [M,K])``.
+        aggregator: a registered name (``"sum"``, ``"mean"``, ``"pcgrad"``, ``"upgrad"``, ...;
+            ``available_aggregators()``), an :class:`Aggregator` object (e.g. ``CAGrad(c=0.2)``)
+            or a callable ``(gram [M,K,K], active [K], orders [M,K,K-1]) -> (coef [M,K],
+            fired [M,K])``. A registered name gives this surgeon its own fresh instance.
         granularity: ``"tensor"`` | ``"module"`` | ``"layer"`` | ``"global"`` or a callable
             ``(name, param) -> group key``.
         seed: seed of PCGrad's random orders (step ``t`` uses ``seed`` and ``t``; identical on all ranks).
@@ -83,7 +87,7 @@ class GradientSurgeon:
         self,
         model: nn.Module,
         domains: Sequence[str],
-        aggregator: str | Aggregator = "pcgrad",
+        aggregator: str | AggregatorLike | type[Aggregator] = "pcgrad",
         granularity: Granularity = "tensor",
         seed: int = 0,
         buffer_dtype: torch.dtype | None = None,
@@ -262,6 +266,17 @@ class GradientSurgeon:
                 self._warned_replaced = True
             self.buffers[k, slot.start : slot.end].add_(local.reshape(-1))
             slot.param.grad = None
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step (which seeds the random orders) and the aggregator's state, as tensors and
+        plain values: ``torch.load(path, weights_only=True)`` reads it back."""
+        return surgeon_state.state_of(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (same domains and number of groups: checked)."""
+        surgeon_state.restore(self, state)
 
     # ------------------------------------------------------------------ surgery
 

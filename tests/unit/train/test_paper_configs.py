@@ -1,4 +1,4 @@
-"""The paper-scale configs in configs/: they load, hold the paper's hyperparameters (DESIGN.md
+"""The paper-scale configs in configs/: they load, hold the paper's hyperparameters (docs/method.md
 section 3), name their training data by hub id with a column preset (the presets are tested on each
 dataset's layout in tests/unit/data/test_data_recipe_sources.py), and their documented variants and
 not-yet-supported keys are valid. Only configs are loaded: no model, no download."""

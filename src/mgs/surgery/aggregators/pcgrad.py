@@ -1,74 +1,18 @@
-"""Aggregators: Gram matrices of per-domain gradients -> combination coefficients.
-
-Every aggregator here is a function of the per-group Gram matrix only (DESIGN.md section 1): the
-combined gradient of group ``m`` is ``G^m = sum_k coef[m, k] * g_k^m``. So an aggregator maps
-
-    gram   [M, K, K]   Gram[m, a, b] = <g_a^m, g_b^m>   (float32/float64)
-    active [K]         bool, domains that had a backward pass this step (and finite gradients)
-    orders [M, K, K-1] long, for each group and domain the random order of the other domains
--> coef   [M, K]
-   fired  [M, K]      bool, whether domain k's gradient was modified in group m (telemetry)
-
-vectorised over all groups at once: no Python loop over groups, no ``.item()``, no host sync.
-Add your own with ``@register_aggregator("name")``.
-"""
+"""PCGrad (Yu et al. 2020) per group, from the Gram matrices alone, and the random orders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from mgs.errors import unknown_name
-
-Aggregator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-_REGISTRY: dict[str, Aggregator] = {}
-
-
-def register_aggregator(name: str) -> Callable[[Aggregator], Aggregator]:
-    """Decorator: make ``fn(gram, active, orders) -> (coef, fired)`` available by ``name``."""
-
-    def wrap(fn: Aggregator) -> Aggregator:
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_aggregator(name: str | Aggregator) -> Aggregator:
-    """The aggregator called ``name`` (or ``name`` itself if it is already a callable)."""
-    if callable(name):
-        return name
-    if name not in _REGISTRY:
-        raise unknown_name("aggregator", name, list(_REGISTRY))
-    return _REGISTRY[name]
-
-
-def available_aggregators() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _no_fire(gram: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(gram.shape[:2], dtype=torch.bool, device=gram.device)  # [M, K]
-
-
-@register_aggregator("sum")
-def sum_aggregator(gram: torch.Tensor, active: torch.Tensor, orders: torch.Tensor):
-    """Plain sum of the domain gradients: exactly the ordinary "mixed" gradient."""
-    coef = active.to(gram.dtype).expand(gram.shape[0], -1).clone()  # [M, K]
-    return coef, _no_fire(gram)
-
-
-@register_aggregator("mean")
-def mean_aggregator(gram: torch.Tensor, active: torch.Tensor, orders: torch.Tensor):
-    """Average of the active domains' gradients."""
-    weights = active.to(gram.dtype) / active.sum().clamp(min=1)  # [K]
-    return weights.expand(gram.shape[0], -1).clone(), _no_fire(gram)
+from mgs.surgery.aggregators.registry import register_aggregator
 
 
 @register_aggregator("pcgrad")
 def pcgrad_aggregator(gram: torch.Tensor, active: torch.Tensor, orders: torch.Tensor):
-    """PCGrad (Yu et al. 2020) inside every group: the sum of the projected domain gradients."""
+    """PCGrad (Yu et al. 2020) inside every group: the sum of the projected domain gradients.
+
+    ``fired[m, k]``: domain k's gradient was projected (it conflicted with another domain).
+    """
     weights, fired = pcgrad_projections(gram, active, orders)
     return weights.sum(1), fired  # coef[m, k] = sum_i W[m, i, k]
 
