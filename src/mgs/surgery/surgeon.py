@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,9 +36,11 @@ from torch import nn
 
 from mgs.errors import ConfigError, unknown_name
 from mgs.surgery import distributed as mgs_dist
+from mgs.surgery import per_group
 from mgs.surgery import state as surgeon_state
 from mgs.surgery.aggregators import Aggregator, AggregatorLike, get_aggregator, random_orders
 from mgs.surgery.groups import Granularity, Group, partition
+from mgs.surgery.layout import Slot, buffer_layout
 from mgs.surgery.stats import SurgeryStats
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,6 @@ log = logging.getLogger(__name__)
 # Elements per block of the batched passes: the padding costs at most this per parameter tensor.
 _CHUNK = 512
 _GRAIN = 32768  # at::internal::GRAIN_SIZE: smaller elementwise kernels run on one thread
-
-
-@dataclass
-class _Slot:
-    """One parameter's place in the flat buffers."""
-
-    name: str
-    param: nn.Parameter
-    group: int
-    start: int
-    end: int
-    shape: torch.Size  # local shape (the shard under FSDP2)
-    sharded: bool
 
 
 class GradientSurgeon:
@@ -115,7 +103,7 @@ class GradientSurgeon:
             p.dtype == self.buffer_dtype for p in params.values()
         )
         self._chunk = _CHUNK if self._batched else 1
-        self._slots, self._bounds = self._layout(groups, params, self._chunk)
+        self._slots, self._bounds = buffer_layout(groups, params, self._chunk)
         first = self._slots[0].param
         devices = {mgs_dist.local_part(s.param).device for s in self._slots}
         if len(devices) > 1:
@@ -147,6 +135,7 @@ class GradientSurgeon:
             mgs_dist.shard_groups(first) if any(s.sharded for s in self._slots) else []
         )
         self._any_replicated = any(not s.sharded for s in self._slots)
+        self._group_slots: list[list[Slot]] | None = None  # per-group path: each group's slots
         self._active: list[int] = []  # domain indices in the order their contexts were entered
         self._current: int | None = None
         self._dirty = set(range(len(domains)))
@@ -155,38 +144,7 @@ class GradientSurgeon:
 
     # ------------------------------------------------------------------ layout
 
-    @staticmethod
-    def _layout(groups: list[Group], params: dict[str, nn.Parameter], chunk: int = 1):
-        """Slices of the flat buffers; each parameter's starts at a multiple of ``chunk``."""
-        slots: list[_Slot] = []
-        bounds: list[tuple[int, int]] = []
-        offset = 0
-        for g, group in enumerate(groups):
-            start = offset
-            for name in group.param_names:
-                p = params[name]
-                local = mgs_dist.local_part(p)
-                slots.append(
-                    _Slot(
-                        name,
-                        p,
-                        g,
-                        offset,
-                        offset + local.numel(),
-                        local.shape,
-                        mgs_dist.is_sharded(p),
-                    )
-                )
-                offset += -(-local.numel() // chunk) * chunk
-            bounds.append((start, offset))
-        sharded = {s.sharded for s in slots}
-        if len(sharded) > 1 and any(s.sharded for s in slots):
-            log.debug(
-                "mixing sharded and replicated parameters; their Gram parts are reduced separately"
-            )
-        return slots, bounds
-
-    def _grad_view(self, k: int, slot: _Slot) -> torch.Tensor:
+    def _grad_view(self, k: int, slot: Slot) -> torch.Tensor:
         local = self.buffers[k, slot.start : slot.end].view(slot.shape)
         return mgs_dist.wrap_like(slot.param, local)
 
@@ -346,7 +304,7 @@ class GradientSurgeon:
     def _gram(self) -> torch.Tensor:
         """``[M, K, K]`` float64 Gram stack in one read pass (summed over shards under FSDP2)."""
         if not self._batched:
-            return self._gram_per_group()
+            return per_group.gram(self)
         num_domains, num_groups = len(self.domains), len(self._bounds)
         blocks, block_gram, _ = self._batch_views()
         torch.bmm(blocks, blocks.transpose(1, 2), out=block_gram)  # [B, K, K]
@@ -391,46 +349,10 @@ class GradientSurgeon:
         blocks = self.buffers.view(num_domains, num_chunks, chunk).transpose(0, 1)
         return blocks, block_gram, self._scratch[1]
 
-    def _gram_per_group(self) -> torch.Tensor:
-        """The Gram stack group by group (buffers in a dtype the batched path does not take)."""
-        num_domains, num_groups = len(self.domains), len(self._bounds)
-        shape = (num_groups, num_domains, num_domains)
-        sharded = torch.zeros(shape, dtype=torch.float32, device=self.device)
-        replicated = (
-            torch.zeros(shape, dtype=torch.float32, device=self.device)
-            if self._shard_groups
-            else sharded
-        )
-        # A group holds either sharded or replicated parameters in practice; handle mixtures too.
-        for m, (start, end) in enumerate(self._bounds):
-            if start == end:
-                continue
-            kinds = {s.sharded for s in self._slots_of(m)}
-            target = sharded if kinds == {True} or not self._shard_groups else None
-            if target is not None:
-                block = self.buffers[:, start:end]
-                block = block if block.dtype == torch.float32 else block.float()
-                torch.mm(block, block.t(), out=target[m])
-                continue
-            for s in self._slots_of(m):  # mixed group: per parameter
-                block = self.buffers[:, s.start : s.end].float()
-                (sharded if s.sharded else replicated)[m] += block @ block.t()
-        for group in self._shard_groups:
-            dist.all_reduce(sharded, group=group)
-        gram = sharded + replicated if replicated is not sharded else sharded
-        return gram.double()
-
-    def _slots_of(self, m: int) -> list[_Slot]:
-        if not hasattr(self, "_group_slots"):
-            self._group_slots: list[list[_Slot]] = [[] for _ in self._bounds]
-            for s in self._slots:
-                self._group_slots[s.group].append(s)
-        return self._group_slots[m]
-
     def _write(self, coef: torch.Tensor) -> None:
         """One pass: ``param.grad = coef[m] @ buffers[:, slice]`` for every parameter."""
         if not self._batched:
-            self._write_per_slot(coef)
+            per_group.write(self, coef)
             return
         blocks, _, block_coef = self._batch_views()
         # [B, K] coefficients of every block. On CPU in slices below ATen's parallel grain size:
@@ -445,18 +367,3 @@ class GradientSurgeon:
         torch.bmm(block_coef.unsqueeze(1), blocks, out=out)  # [B, 1, K] @ [B, K, C]
         for slot, grad in zip(self._slots, self._out):
             slot.param.grad = grad
-
-    def _write_per_slot(self, coef: torch.Tensor) -> None:
-        for i, slot in enumerate(self._slots):
-            out = self._out[i]
-            if out is None:
-                local = torch.empty(slot.shape, dtype=slot.param.dtype, device=self.device)
-                out = self._out[i] = mgs_dist.wrap_like(slot.param, local)
-            local = mgs_dist.local_part(out)
-            block = self.buffers[:, slot.start : slot.end]  # [K, n]
-            row = coef[slot.group : slot.group + 1]  # [1, K]
-            if local.dtype == block.dtype and local.is_contiguous():
-                torch.mm(row, block, out=local.view(1, -1))
-            else:
-                local.copy_((row @ block).view(slot.shape))
-            slot.param.grad = out
