@@ -26,7 +26,7 @@ from mgs.report.heatmap import conflict_map
 from mgs.report.markdown import FigureRef, Section, render
 from mgs.report.rundir import Run, RunDirError, Snapshot, load_runs, load_snapshot
 from mgs.report.series import curve, has_surgery, strategy_groups, union
-from mgs.report.tables import eval_table, runs_table, strategy_table, surgery_table
+from mgs.report.tables import eval_table, paired_table, runs_table, strategy_table, surgery_table
 from mgs.run_dir import RunDir
 
 
@@ -112,6 +112,7 @@ def build_report(runs: list[Run], out_dir: Path, options: ReportOptions) -> Repo
             _CAPTIONS["strategy_change"],
             strategy_table(runs, "reward", change=True),
         )
+        evaluation.table("paired_reward", _CAPTIONS["paired_reward"], paired_table(runs))
     if not evaluation.tables:
         evaluation.skip("no run has held-out results (summary.json heldout_after)")
 
@@ -249,6 +250,12 @@ _CAPTIONS = {
         "(seeds)."
     ),
     "strategy_change": "Change of held-out reward from before to after RL per strategy: mean ± std.",
+    "paired_reward": (
+        "Held-out reward after RL minus mixed's on the same seed (same warm start, same data): "
+        "mean over the seeds and its 95% confidence interval (Student's t, n - 1 degrees of "
+        "freedom). * marks an interval that excludes 0: a difference the seeds cannot explain. "
+        "Domains are on their rewards' own scales (chat: reward-model score)."
+    ),
     "surgery": (
         "Gradient telemetry averaged over the logged steps: fraction of groups with a negative "
         "cosine for some domain pair, fraction of (group, domain) gradients PCGrad projected, "

@@ -60,5 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if name in result.tables:
             print(f"\n{result.tables[name]}")
             break
+    if "paired_reward" in result.tables:  # each strategy minus mixed, seed by seed
+        print(f"\n{result.tables['paired_reward']}")
     print(f"\nreport: {result.markdown}")
     return 0

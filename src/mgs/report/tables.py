@@ -116,6 +116,63 @@ def strategy_table(runs: Sequence[Run], metric: str = "reward", change: bool = F
     return _table(["strategy", "runs", "seeds", *domains, "mean"], rows, numeric_from=3)
 
 
+def paired_differences(
+    values: dict[int, float], baseline: dict[int, float]
+) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)`` of ``values[seed] - baseline[seed]`` over the seeds both have:
+    the mean paired difference and its 95% confidence interval (Student's t with n - 1 degrees
+    of freedom); NaN bounds with fewer than two pairs."""
+    diffs = [
+        values[s] - baseline[s]
+        for s in sorted(set(values) & set(baseline))
+        if math.isfinite(values[s]) and math.isfinite(baseline[s])
+    ]
+    mean, std, n = mean_std(diffs)
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    from scipy.stats import t  # the t quantile; a well-kept implementation, not a hand table
+
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def paired_table(runs: Sequence[Run], baseline: str = "mixed") -> str | None:
+    """Per strategy and domain, the held-out reward after RL minus ``baseline``'s on the same
+    seed: mean and 95% interval over the seeds; ``*`` marks an interval that excludes 0. None when
+    ``baseline`` or a second strategy with a common seed is missing."""
+    domains = eval_domains(runs)
+    groups = strategy_groups(runs)
+    if not domains or baseline not in groups:
+        return None
+
+    def by_seed(members: Sequence[Run]) -> dict[str, dict[int, float]]:
+        return {
+            d: {r.seed: heldout_value(r, d, "after") for r in members if r.seed is not None}
+            for d in domains
+        }
+
+    base = by_seed(groups[baseline])
+    rows = []
+    for strategy, members in groups.items():
+        if strategy == baseline:
+            continue
+        values = by_seed(members)
+        cells, count = [], 0
+        for d in domains:
+            mean, low, high, n = paired_differences(values[d], base[d])
+            count = max(count, n)
+            cell = fmt(mean, 3, sign=True)
+            if math.isfinite(low):
+                star = "*" if low > 0 or high < 0 else ""
+                cell += f" [{fmt(low, 3, sign=True)}, {fmt(high, 3, sign=True)}]{star}"
+            cells.append(cell)
+        if count:
+            rows.append([f"{strategy} − {baseline}", str(count), *cells])
+    if not rows:
+        return None
+    return _table(["difference", "paired seeds", *domains], rows, numeric_from=2)
+
+
 def surgery_table(runs: Sequence[Run]) -> str | None:
     """Gradient telemetry averaged over the logged steps of each run; None when no run has any."""
     tracked = [r for r in runs if has_surgery(r)]

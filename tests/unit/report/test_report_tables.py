@@ -10,7 +10,13 @@ from report_runs import write_run
 
 from mgs.report.rundir import load_run
 from mgs.report.series import mean_std, smooth, surgery_time_share
-from mgs.report.tables import eval_table, strategy_table, surgery_table
+from mgs.report.tables import (
+    eval_table,
+    paired_differences,
+    paired_table,
+    strategy_table,
+    surgery_table,
+)
 
 
 def test_smooth_is_a_trailing_mean_that_ignores_nan():
@@ -131,3 +137,39 @@ def test_a_pipe_in_a_label_does_not_break_the_table(runs):
     runs[0].label = "mgs|tensor"
     row = eval_table(runs).splitlines()[2]
     assert row.startswith("| mgs\\|tensor | mgs |") and row.count(" | ") == 5  # 6 cells
+
+
+def test_paired_differences_mean_and_95_percent_interval_by_hand():
+    # mgs - mixed on seeds 0..2: 0.10, 0.20, 0.30 -> mean 0.2, sample std 0.1, t(0.975, 2) =
+    # 4.302653: half width 4.302653 * 0.1 / sqrt(3) = 0.248414.
+    mean, low, high, n = paired_differences(
+        {0: 0.6, 1: 0.7, 2: 0.9, 5: 9.0}, {0: 0.5, 1: 0.5, 2: 0.6}
+    )
+    assert n == 3 and mean == pytest.approx(0.2)
+    assert (low, high) == pytest.approx((0.2 - 0.248414, 0.2 + 0.248414), abs=1e-6)
+    assert paired_differences({0: 1.0}, {0: 0.5})[1:] == pytest.approx(
+        (math.nan, math.nan, 1), nan_ok=True
+    )
+
+
+def test_paired_table_marks_intervals_that_exclude_zero(tmp_path):
+    runs = []
+    for seed, (mixed, mgs, seq) in enumerate(
+        [(0.5, 0.61, 0.3), (0.6, 0.70, 0.9), (0.4, 0.52, 0.1)]
+    ):
+        for strategy, value in (("mixed", mixed), ("mgs", mgs), ("sequential", seq)):
+            after = {"math": {"reward": value}}
+            write_run(
+                tmp_path / f"{strategy}-s{seed}", strategy=strategy, seed=seed, heldout_after=after
+            )
+            runs.append(load_run(tmp_path / f"{strategy}-s{seed}"))
+    table = paired_table(runs)
+    lines = table.splitlines()
+    assert lines[0] == "| difference | paired seeds | math |"
+    mgs_row = next(line for line in lines if line.startswith("| mgs − mixed"))
+    seq_row = next(line for line in lines if line.startswith("| sequential − mixed"))
+    # mgs: +0.11, +0.10, +0.12: mean +0.110, sd 0.01 -> interval [+0.085, +0.135], excludes 0.
+    assert "| 3 | +0.110 [+0.085, +0.135]* |" in mgs_row
+    # sequential: -0.2, +0.3, -0.3: the interval spans 0, no star.
+    assert seq_row.endswith("] |") and "*" not in seq_row
+    assert paired_table([r for r in runs if r.strategy != "mixed"]) is None  # no baseline
