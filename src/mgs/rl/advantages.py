@@ -8,13 +8,13 @@ the response tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from mgs.errors import unknown_name
 
-__all__ = ["ADVANTAGE_SCALES", "group_advantages"]
+__all__ = ["ADVANTAGE_SCALES", "group_advantages", "scale_by_domain"]
 
 
 def _scale_by_std(centred: torch.Tensor, grouped: torch.Tensor, eps: float) -> torch.Tensor:
@@ -90,3 +90,35 @@ def group_advantages(
         "advantage_abs_mean": adv.abs().mean(),
     }
     return adv, stats
+
+
+def scale_by_domain(
+    centred: torch.Tensor,
+    row_domains: Sequence[str],
+    domains: Sequence[str],
+    valid: torch.Tensor,
+    *,
+    eps: float = 1e-6,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-domain advantage normalisation: ``centred [B * G]`` (rewards minus their group's mean,
+    i.e. ``group_advantages(..., scale="none")``) divided by its domain's root mean square over
+    the domain's real rollouts of the batch, so every domain's advantages have unit scale whatever
+    its reward's units (a reward model's scores next to 0 / 1 math).
+
+    ``valid [B * G]`` bool: padding rows are left out of the statistics (and get 0);
+    ``reduce``: sums a ``[K, 2]`` tensor over the ranks (identity in one process), so every rank
+    divides by the same global scale. A domain whose rollouts all tie in their groups has scale 0
+    and advantages 0. Returns ``(advantages [B * G], {"domain_scale/<domain>": rms})``.
+    """
+    index = torch.tensor([list(domains).index(d) for d in row_domains], dtype=torch.long)
+    valid = valid.to(torch.bool).cpu()
+    sums = torch.zeros(len(domains), 2, dtype=torch.float64)  # [K, (sum of squares, count)]
+    sq = centred.detach().double().cpu() ** 2  # [B * G]
+    sums[:, 0].index_add_(0, index[valid], sq[valid])
+    sums[:, 1].index_add_(0, index[valid], torch.ones(int(valid.sum()), dtype=torch.float64))
+    sums = reduce(sums)
+    rms = (sums[:, 0] / sums[:, 1].clamp(min=1)).sqrt()  # [K]
+    scale = rms[index].to(centred.dtype).to(centred.device)  # [B * G]
+    adv = torch.where((scale > 0) & valid.to(centred.device), centred / (scale + eps), 0.0)
+    return adv, {f"domain_scale/{d}": float(rms[k]) for k, d in enumerate(domains)}

@@ -123,6 +123,13 @@ class StrategyConfig:
         "auto", help="dtype of the per-domain gradient buffers (auto: the parameters' dtype)."
     )
     seed: int = option(0, help="Seed of PCGrad's random domain orders.")
+    advantage_norm: Literal["group", "domain"] = option(
+        "group",
+        help="group: GRPO's advantages as grpo.advantage_scale says (per prompt); domain: centred "
+        "per prompt, then divided by the root mean square of its domain's advantages in the batch "
+        "(all ranks), so every domain weighs the same whatever its reward's scale: a baseline "
+        "that balances domains by scale instead of by gradient surgery.",
+    )
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.name)

@@ -24,10 +24,11 @@ from mgs.data.mixture import DomainMixture
 from mgs.data.pipeline import DataReport
 from mgs.rewards.router import RewardRouter
 from mgs.rl import RolloutBackend, group_advantages
+from mgs.rl.advantages import scale_by_domain
 from mgs.strategy.combiner import GradientCombiner, SurgeonCombiner
 from mgs.surgery import GradientSurgeon, SurgeryStats
 from mgs.train.config import TrainConfig
-from mgs.train.distributed import DistContext
+from mgs.train.distributed import DistContext, all_reduce
 from mgs.train.step_metrics import step_metrics
 from mgs.train.update import PolicyUpdater
 
@@ -101,10 +102,7 @@ class GRPOTrainer:
         seconds["rewards"] = time.perf_counter() - tick
         rewards = torch.zeros(len(owners), dtype=torch.float32)  # [B * n]; padding rows: 0
         rewards[scored] = torch.tensor(rewarded.rewards, dtype=torch.float32)
-        advantages, adv_stats = group_advantages(
-            rewards, sampling.n, eps=cfg.grpo.advantage_eps, scale=cfg.grpo.advantage_scale
-        )
-        advantages = advantages * torch.tensor(valid, dtype=advantages.dtype)
+        advantages, adv_stats = self.advantages(rewards, domains, valid)
         update = self.updater.update(rollouts, domains, advantages, step, valid=valid)
         seconds.update(update.seconds)
         self.backend.sync_weights(self.policy)
@@ -124,6 +122,32 @@ class GRPOTrainer:
             world_size=self.ctx.world_size,
         )
         return StepOutput(metrics, domain_rewards, update.surgery)
+
+    def advantages(
+        self, rewards: torch.Tensor, domains: list[str], valid: list[bool]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Group advantages of ``rewards [B * n]`` (zero on padding rows); with
+        ``strategy.advantage_norm: domain``, centred per prompt and scaled per domain."""
+        cfg = self.cfg
+        per_domain = cfg.strategy.advantage_norm == "domain"
+        advantages, stats = group_advantages(
+            rewards,
+            cfg.rollout.sampling.n,
+            eps=cfg.grpo.advantage_eps,
+            scale="none" if per_domain else cfg.grpo.advantage_scale,
+        )
+        mask = torch.tensor(valid)
+        if per_domain:
+            advantages, scales = scale_by_domain(
+                advantages,
+                domains,
+                self.domains,
+                mask,
+                eps=cfg.grpo.advantage_eps,
+                reduce=all_reduce,
+            )
+            stats.update(scales)
+        return advantages * mask.to(advantages.dtype), stats
 
     def close(self) -> None:
         self.router.close()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mgs.errors import UnknownNameError
-from mgs.rl.advantages import group_advantages
+from mgs.rl.advantages import group_advantages, scale_by_domain
 
 
 def test_hand_worked_std_scaling() -> None:
@@ -98,3 +98,29 @@ def test_bad_layout_and_names() -> None:
         group_advantages(torch.zeros(2), 0)
     with pytest.raises(UnknownNameError, match="valid names: none, std"):
         group_advantages(torch.zeros(2), 2, scale="mad")
+
+
+def test_per_domain_scaling_by_hand():
+    # Centred rewards (group size 2): math groups (+1, -1) and (+3, -3); chat (+0.5, -0.5), then a
+    # padding pair. RMS: math sqrt((1+1+9+9)/4) = sqrt(5); chat 0.5 (padding left out).
+    centred = torch.tensor([1.0, -1.0, 3.0, -3.0, 0.5, -0.5, 7.0, -7.0])
+    rows = ["math"] * 4 + ["chat"] * 4
+    valid = torch.tensor([True] * 6 + [False] * 2)
+    adv, stats = scale_by_domain(centred, rows, ["math", "chat"], valid, eps=0.0)
+    root5 = 5**0.5
+    expected = [1 / root5, -1 / root5, 3 / root5, -3 / root5, 1.0, -1.0, 0.0, 0.0]
+    assert adv.tolist() == pytest.approx(expected)
+    assert stats == pytest.approx({"domain_scale/math": root5, "domain_scale/chat": 0.5})
+
+
+def test_per_domain_scaling_reduces_over_ranks_and_zero_spread_stays_zero():
+    centred = torch.tensor([2.0, -2.0, 0.0, 0.0])
+    rows = ["math", "math", "chat", "chat"]
+    valid = torch.ones(4, dtype=torch.bool)
+    # Another rank holds math sums of squares 8 over 2 rows: global math RMS sqrt((8+8)/4) = 2.
+    other = torch.tensor([[8.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+    adv, stats = scale_by_domain(
+        centred, rows, ["math", "chat"], valid, eps=0.0, reduce=lambda t: t + other
+    )
+    assert adv.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0])  # chat: all ties, scale 0 -> 0
+    assert stats["domain_scale/chat"] == 0.0

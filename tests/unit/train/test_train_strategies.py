@@ -110,14 +110,16 @@ def test_invalid_config_is_rejected_with_a_fix(overrides, override: str, message
         load_config(None, [*overrides(), override])
 
 
-@pytest.mark.parametrize("strategy", ["mixed", "mgs"])
+@pytest.mark.parametrize("strategy", ["mixed", "mgs", "mixed-domain-norm"])
 def test_grpo_learns_what_the_reward_asks(overrides, strategy: str) -> None:
     # Both domains reward the fraction of 'a' in the response: from a random tiny policy (about 1
     # character in 100 is an 'a') GRPO must raise it on both. A sign or credit-assignment error in
     # the advantages, the loss or the surgery would lower it or leave it flat.
+    name, _, norm = strategy.partition("-")
     _, metrics = _train(
         overrides(
-            strategy__name=strategy,
+            strategy__name=name,
+            strategy__advantage_norm="domain" if norm else "group",
             rewards__routes="{math: test_letter_a, chat: test_letter_a}",
             rollout__sampling__n=8,
             rollout__sampling__max_new_tokens=8,
@@ -129,3 +131,4 @@ def test_grpo_learns_what_the_reward_asks(overrides, strategy: str) -> None:
         curve = [m[f"reward/{domain}/mean"] for m in metrics]
         first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
         assert first < 0.1 and last > first + 0.2, (domain, curve)
+    assert ("advantage/domain_scale/math" in metrics[0]) == bool(norm)
