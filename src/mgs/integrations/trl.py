@@ -32,10 +32,11 @@ refuses to step on gradients the surgeon did not combine if a future version sto
 ``GRPOTrainer.compute_loss`` -> ``_compute_loss`` (per micro-batch), ``Trainer._clip_grad_norm``,
 ``Trainer._get_grad_norm``.
 
-Under DDP every rank back-propagates the same domains in the same order in every micro-batch (the
-domains present on any rank; a rank without rows of a domain runs one row with a zero loss mask),
-so DDP's all-reduces and TRL's metric collectives line up, and each domain's accumulated gradient
-is all-reduced in the window's last micro-batch.
+Under DDP every rank back-propagates the same domains, in the same order and with the same number
+of rows, in every micro-batch (the domains present on any rank, each padded to its largest row
+count over the ranks with rows whose loss mask is zero), so DDP's all-reduces and TRL's metric
+collectives (which gather equal shapes) line up, and each domain's accumulated gradient is
+all-reduced in the window's last micro-batch.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from mgs.integrations.trl_config import (
     resolve_surgery,
 )
 from mgs.integrations.trl_rewards import domain_rewards
-from mgs.integrations.trl_split import DOMAIN_KEY, loss_share, padding_rows, select_rows
+from mgs.integrations.trl_split import DOMAIN_KEY, domain_rows, loss_share
 from mgs.surgery import GradientSurgeon
 
 __all__ = ["STRATEGIES", "MGSGRPOTrainer", "SurgeryConfig", "domain_rewards"]
@@ -120,6 +121,7 @@ class MGSGRPOTrainer(trl.GRPOTrainer):
         self._mgs_fresh = True  # the next micro-batch starts an accumulation window
         self._mgs_applied = False  # the surgeon combined the gradients the optimizer will use
         self._mgs_guarded: Any = None
+        self.mgs_padding_rows = 0  # zero-mask rows run on this rank so far (DDP only)
 
     # ------------------------------------------------------------------ rows -> domains
 
@@ -169,28 +171,33 @@ class MGSGRPOTrainer(trl.GRPOTrainer):
         normaliser = LOSS_NORMALISERS[self.args.loss_type]
         counts = torch.bincount(domain_ids, minlength=len(self.mgs_domains))  # [K]
         total = torch.zeros((), device=domain_ids.device)
-        for k in self._domains_to_run(counts):
+        for k, size in self._domains_to_run(counts):
             idx = torch.nonzero(domain_ids == k).flatten()
-            if idx.numel():
-                rows, share = select_rows(inputs, idx), loss_share(normaliser, inputs, idx)
-            else:  # DDP: another rank has rows of this domain
-                rows, share = padding_rows(inputs), 0.0
+            rows = domain_rows(inputs, idx, size)
+            self.mgs_padding_rows += size - idx.numel()
             with surgeon.domain(self.mgs_domains[k]):
-                part = super().compute_loss(model, rows) * share
+                part = super().compute_loss(model, rows) * loss_share(normaliser, inputs, idx, size)
                 self.accelerator.backward(part)
             total = total + part.detach()
             self._mgs_window.add(k)
         return total
 
-    def _domains_to_run(self, counts: torch.Tensor) -> list[int]:
-        """Domain indices to back-propagate in this micro-batch, the same list on every rank."""
+    def _domains_to_run(self, counts: torch.Tensor) -> list[tuple[int, int]]:
+        """``(domain index, rows)`` to back-propagate in this micro-batch, in domain order.
+
+        One process: the domains present, with their rows. Under DDP: the same list on every
+        rank, each domain with the largest row count over the ranks (padded where fewer), plus,
+        in the window's last micro-batch, every domain run earlier in the window (so that its
+        accumulated gradient is all-reduced).
+        """
         if self.accelerator.num_processes == 1:
-            return [k for k, c in enumerate(counts.tolist()) if c > 0]
-        present = self.accelerator.reduce(counts.clone(), reduction="sum").tolist()
-        run = {k for k, c in enumerate(present) if c > 0}
-        if self.accelerator.sync_gradients:  # the window's last micro-batch: all-reduce them all
-            run |= self._mgs_window
-        return sorted(run)
+            return [(k, c) for k, c in enumerate(counts.tolist()) if c > 0]
+        world = self.accelerator.gather(counts[None]).view(-1, counts.numel())  # [R, K]
+        sizes = dict(enumerate(world.max(0).values.tolist()))
+        if self.accelerator.sync_gradients:
+            for k in self._mgs_window:
+                sizes[k] = max(sizes[k], 1)
+        return [(k, size) for k, size in sorted(sizes.items()) if size > 0]
 
     def _surgeon(self) -> GradientSurgeon:
         if self.surgeon is None:

@@ -50,19 +50,29 @@ def select_rows(inputs: dict[str, Any], idx: torch.Tensor) -> dict[str, Any]:
     return out
 
 
-def padding_rows(inputs: dict[str, Any]) -> dict[str, Any]:
-    """One row of the micro-batch with its loss mask zeroed: a pass that adds nothing.
+def domain_rows(inputs: dict[str, Any], idx: torch.Tensor, size: int) -> dict[str, Any]:
+    """Rows ``idx`` of the micro-batch followed by ``size - len(idx)`` padding rows.
 
-    Under DDP a rank that has no row of a domain still runs that domain's forward and backward,
-    so that every rank takes part in the same all-reduces (and TRL's metric collectives) in the
-    same order; with the mask zeroed the row's loss, gradient and metrics are all zero.
+    A padding row is a copy of row 0 with its loss mask and advantage zeroed: its loss, gradient
+    and metrics are all zero. Under DDP every rank runs each domain's rows with the same ``size``
+    (the largest count over the ranks), so that every rank takes part in the same all-reduces and
+    TRL's metric gathers (which need equal shapes on all ranks) in the same order.
     """
-    device = inputs["completion_ids"].device
-    one = select_rows(inputs, torch.zeros(1, dtype=torch.long, device=device))
-    one["completion_mask"] = torch.zeros_like(one["completion_mask"])
-    if one.get("tool_mask") is not None:
-        one["tool_mask"] = torch.zeros_like(one["tool_mask"])
-    return one
+    real = idx.numel()
+    if size < real:
+        raise ValueError(f"cannot fit {real} rows into {size}")
+    if size == real:
+        return select_rows(inputs, idx)
+    full = torch.cat([idx, idx.new_zeros(size - real)])
+    rows = select_rows(inputs, full)
+    keep = torch.arange(size, device=full.device) < real  # [size]
+    for key in ("completion_mask", "tool_mask"):
+        if rows.get(key) is not None:
+            rows[key] = rows[key] * keep.to(rows[key].device)[:, None]
+    advantages = rows["advantages"]  # [size] or [size, T]
+    keep_adv = keep.to(advantages.device)
+    rows["advantages"] = advantages * (keep_adv if advantages.dim() == 1 else keep_adv[:, None])
+    return rows
 
 
 def loss_mask(inputs: dict[str, Any]) -> torch.Tensor:
@@ -72,17 +82,21 @@ def loss_mask(inputs: dict[str, Any]) -> torch.Tensor:
     return mask if tool is None else mask * tool
 
 
-def loss_share(normaliser: str, inputs: dict[str, Any], idx: torch.Tensor) -> torch.Tensor | float:
-    """Factor turning TRL's loss on rows ``idx`` alone into their part of the micro-batch loss.
+def loss_share(
+    normaliser: str, inputs: dict[str, Any], idx: torch.Tensor, size: int | None = None
+) -> torch.Tensor | float:
+    """Factor turning TRL's loss on rows ``idx`` (plus padding up to ``size`` rows) into their
+    exact part of the micro-batch loss.
 
     ``normaliser`` is :data:`mgs.integrations.trl_config.LOSS_NORMALISERS`' entry for the loss
-    type. TRL clamps its normalisers at 1, so the shares of a micro-batch with no loss token are
-    irrelevant (every part is 0) and stay finite.
+    type. "rows": TRL divided by the ``size`` rows it saw, the micro-batch divides by its ``B``;
+    "tokens": padding rows have no loss token. TRL clamps its normalisers at 1, so the shares of
+    rows with no loss token are irrelevant (their part is 0) and stay finite.
     """
     if normaliser == "global":
         return 1.0
     if normaliser == "rows":
-        return idx.numel() / batch_rows(inputs)
+        return (idx.numel() if size is None else size) / batch_rows(inputs)
     if normaliser == "tokens":
         mask = loss_mask(inputs)
         part = mask.index_select(0, idx.to(mask.device)).sum().float().clamp(min=1.0)

@@ -9,8 +9,8 @@ from mgs.errors import ConfigError
 from mgs.integrations.trl_split import (
     DOMAIN_KEY,
     batch_rows,
+    domain_rows,
     loss_share,
-    padding_rows,
     select_rows,
 )
 
@@ -52,21 +52,33 @@ def test_an_entry_that_is_not_per_row_is_refused() -> None:
         select_rows(inputs, torch.tensor([0]))
 
 
-def test_padding_row_has_no_loss_token() -> None:
-    one = padding_rows(_batch())
-    assert batch_rows(one) == 1
-    assert int(one["completion_mask"].sum()) == 0 and int(one["tool_mask"].sum()) == 0
-    assert torch.equal(one["completion_ids"], _batch()["completion_ids"][:1])
+def test_domain_rows_are_padded_with_rows_that_add_nothing() -> None:
+    inputs = _batch()
+    rows = domain_rows(inputs, torch.tensor([2]), 3)
+    assert batch_rows(rows) == 3
+    assert torch.equal(rows["completion_ids"][0], inputs["completion_ids"][2])
+    assert torch.equal(rows["completion_ids"][1:], inputs["completion_ids"][[0, 0]])  # copies
+    assert torch.equal(rows["completion_mask"][0], inputs["completion_mask"][2])
+    assert int(rows["completion_mask"][1:].sum()) == 0 and int(rows["tool_mask"][1:].sum()) == 0
+    assert rows["advantages"].tolist() == [1.0, 0.0, 0.0]
+    assert rows["names"] == ["c", "a", "a"]
+    only_padding = domain_rows(inputs, torch.tensor([], dtype=torch.long), 1)
+    assert int(only_padding["completion_mask"].sum()) == 0
+    assert domain_rows(inputs, torch.tensor([1, 3]), 2)["names"] == ["b", "d"]  # no padding
+    with pytest.raises(ValueError, match=r"cannot fit 2 rows into 1"):
+        domain_rows(inputs, torch.tensor([1, 3]), 1)
 
 
 def test_shares_of_each_normaliser_are_hand_worked() -> None:
     inputs = _batch()
     odd, even = torch.tensor([1, 3]), torch.tensor([0, 2])
-    # rows: 2 of 4 rows each
+    # rows: 2 of 4 rows each; TRL divided by 3 rows when one padding row was added
     assert loss_share("rows", inputs, odd) == pytest.approx(0.5)
+    assert loss_share("rows", inputs, odd, 3) == pytest.approx(0.75)
     # tokens (completion x tool mask): rows 1 and 3 hold 2 + 3 = 5 of 1 + 2 + 3 + 3 = 9 tokens
     assert float(loss_share("tokens", inputs, odd)) == pytest.approx(5 / 9)
     assert float(loss_share("tokens", inputs, even)) == pytest.approx(4 / 9)
+    assert float(loss_share("tokens", inputs, even, 3)) == pytest.approx(4 / 9)  # padding: 0
     # global: the normaliser is already the whole batch's
     assert loss_share("global", inputs, odd) == 1.0
 
