@@ -49,7 +49,7 @@ class GradCapture(transformers.TrainerCallback):
         )
 
 
-def _train(cls, tmp_path, *, dataset=None, rewards=None, **config):
+def _train(cls, tmp_path, *, dataset=None, rewards=None, callbacks=(), **config):
     torch.manual_seed(0)
     model, tokenizer = tiny_policy()
     if config.get("beta"):  # TRL loads its reference model from the policy's path
@@ -63,7 +63,7 @@ def _train(cls, tmp_path, *, dataset=None, rewards=None, **config):
         args=grpo_config(tmp_path / cls.__name__, **config),
         train_dataset=dataset if dataset is not None else tiny_dataset(),
         processing_class=tokenizer,
-        callbacks=[capture],
+        callbacks=[capture, *callbacks],
         **kwargs,
     )
     trainer.train()
@@ -194,10 +194,24 @@ def test_pcgrad_update_equals_pcgrad_of_separately_computed_domain_gradients(
         )
 
 
+class LogCapture(transformers.TrainerCallback):
+    """What reporting callbacks (W&B, TensorBoard) receive: the logs of ``on_log``."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
+
+
 def test_surgery_summary_is_in_trl_logs(tmp_path) -> None:
-    trainer, _ = _train(MGSGRPOTrainer, tmp_path, max_steps=2)
+    trainer, _ = _train(MGSGRPOTrainer, tmp_path, max_steps=2, callbacks=[LogCapture()])
     steps = [log for log in trainer.state.log_history if "loss" in log]
     assert len(steps) == 2
+    reported = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, LogCapture))
+    assert [log["surgery/conflict_frac"] for log in reported.logs if "loss" in log] == [
+        log["surgery/conflict_frac"] for log in steps
+    ]
     for log in steps:
         assert -1.0 <= log["surgery/cos/chat__math"] <= 1.0
         assert 0.0 <= log["surgery/conflict_frac"] <= 1.0
