@@ -32,10 +32,16 @@ two clocks: wall time, and the CPU time of the trainer's thread (``time.thread_t
 torch thread all the arithmetic runs on it). On this shared 2-core machine (load average 5-9)
 wall time mostly measures the other jobs: a second plain TRL trainer (``trl-b``, the control)
 differs from ``trl`` by several percent while doing the same work. CPU time is what the step
-costs, hence the verdict. Generation is timed the same way by wrapping the model's ``generate``;
+costs. Generation is timed the same way by wrapping the model's ``generate``;
 "rest" is the step minus generation. The first ``--warmup`` steps are not counted. Printed: per
 clock, median per step (interquartile range), the overhead vs ``trl`` from the medians and the
 median of the paired per-step ratios; the surgery's own time (``surgery/time_s``).
+
+Whole steps carry the noise of generation and of the machine; what MGS adds is in the update. So,
+after the runs, the update alone (forward and backward of one step's micro-batches, then TRL's
+clipping or the surgery) is timed TRL's way and MGS's way on the same micro-batches and weights,
+alternately (``--update-reps`` times): the verdict is the paired difference in CPU time over the
+median CPU time of a TRL step.
 
 Target (issue 14): MGS adds at most 5% to a step.
 """
@@ -81,11 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-control", action="store_true", help="skip the second plain TRL trainer (noise floor)"
     )
+    p.add_argument(
+        "--update-reps", type=int, default=20, help="repetitions of the update-only timing"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 measured steps, 48 tokens")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.warmup, args.max_new_tokens = 2, 1, 48
+        args.steps, args.warmup, args.max_new_tokens, args.update_reps = 2, 1, 48, 4
     rows = args.batch * args.n
     if rows % args.micro:
         p.error(f"{rows} completions per step do not split into micro-batches of {args.micro}")
@@ -282,7 +291,9 @@ def run(args: argparse.Namespace) -> dict:
         for log in trainers["mgs"].state.log_history[args.warmup :]
         if "surgery/time_s" in log
     ]
+    update = update_only(trainers["mgs"], args.update_reps) if args.update_reps else {}
     return {
+        "update": update,
         "names": names,
         "steps": {n: s[args.warmup :] for n, s in steps.items()},
         "surgery_s": surgery,
@@ -291,6 +302,53 @@ def run(args: argparse.Namespace) -> dict:
         "load": [load_before, os.getloadavg()],
         "wall_s": time.perf_counter() - started,
     }
+
+
+def update_only(trainer, reps: int) -> dict[str, list[dict[str, float]]]:
+    """The update of one step, TRL's way and MGS's way, on the same micro-batches and weights.
+
+    The micro-batches are the MGS trainer's last generation (TRL's buffered inputs). ``trl``: for
+    each micro-batch TRL's ``compute_loss`` and one backward, then TRL's clipping
+    (``accelerator.clip_grad_norm_``); ``mgs``: the trainer's ``compute_loss`` (split by domain,
+    one backward per domain into the surgeon), then the surgery with clipping. No optimizer step
+    (the same in both), so the weights never change. Alternating, ``reps`` times each.
+    """
+    import trl
+
+    from mgs.integrations.trl_split import DOMAIN_KEY
+
+    model = trainer.model_wrapped
+    trainer.model.train()
+    batches = list(trainer._buffered_inputs)  # a TRL internal: the generation's micro-batches
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def plain() -> None:
+        for inputs in batches:
+            loss = trl.GRPOTrainer.compute_loss(
+                trainer, model, {k: v for k, v in inputs.items() if k != DOMAIN_KEY}
+            )
+            trainer.accelerator.backward(loss)
+        trainer.accelerator.clip_grad_norm_(params, trainer.args.max_grad_norm)
+        trainer.model.zero_grad()
+
+    def mgs() -> None:
+        for inputs in batches:
+            trainer.compute_loss(model, inputs)
+        trainer._clip_grad_norm(model)
+        trainer._mgs_applied = False  # no optimizer step follows here
+        trainer.model.zero_grad()
+
+    runs = {"trl": plain, "mgs": mgs}
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    for rep in range(reps + 1):
+        for name in list(runs) if rep % 2 == 0 else list(runs)[::-1]:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            runs[name]()
+            if rep:  # the first round warms up
+                out[name].append(
+                    {"wall": time.perf_counter() - wall, "cpu": time.thread_time() - cpu}
+                )
+    return out
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -346,18 +404,43 @@ def report(args: argparse.Namespace, result: dict) -> None:
         )
     cpu = overheads(result, "cpu")
     wall = overheads(result, "wall")
+    update = result["update"]
+    if update:
+        print(
+            f"\nupdate only (the same {args.batch * args.n // args.micro} micro-batches and "
+            f"weights, {len(update['trl'])} alternating repetitions): forward + backward + "
+            "clipping / surgery"
+        )
+        step_cpu = statistics.median(s["cpu"] for s in steps["trl"])
+        step_wall = statistics.median(s["wall"] for s in steps["trl"])
+        for clock, step in (("cpu", step_cpu), ("wall", step_wall)):
+            t = [r[clock] for r in update["trl"]]
+            m = [r[clock] for r in update["mgs"]]
+            paired = statistics.median(a - b for a, b in zip(m, t))
+            print(
+                f"  {clock:<4} trl {statistics.median(t):.3f} s, mgs {statistics.median(m):.3f} s: "
+                f"mgs - trl {paired:+.3f} s paired ({paired / statistics.median(t):+.1%} of the "
+                f"update, {paired / step:+.1%} of a TRL step)"
+            )
     if "trl-b" in result["names"]:
         print(
             f"noise floor (trl-b, a second plain TRL trainer, vs trl): CPU {cpu['trl-b'][0]:+.1%} "
             f"(paired {cpu['trl-b'][1]:+.1%}), wall {wall['trl-b'][0]:+.1%} "
             f"(paired {wall['trl-b'][1]:+.1%})"
         )
-    verdict = "met" if cpu["mgs"][0] <= TARGET else "NOT met"
     print(
-        f"target (MGS adds <= {TARGET:.0%} to a TRL step): CPU time {cpu['mgs'][0]:+.1%} "
-        f"(paired {cpu['mgs'][1]:+.1%}), wall {wall['mgs'][0]:+.1%} (paired "
-        f"{wall['mgs'][1]:+.1%}): {verdict} (verdict on CPU time: see the docstring)"
+        f"whole steps, mgs vs trl: CPU time {cpu['mgs'][0]:+.1%} (paired {cpu['mgs'][1]:+.1%}), "
+        f"wall {wall['mgs'][0]:+.1%} (paired {wall['mgs'][1]:+.1%})"
     )
+    if update:
+        extra = statistics.median(
+            a["cpu"] - b["cpu"] for a, b in zip(update["mgs"], update["trl"])
+        ) / statistics.median(s["cpu"] for s in steps["trl"])
+        verdict = "met" if extra <= TARGET else "NOT met"
+        print(
+            f"target (MGS adds <= {TARGET:.0%} to a TRL step): {extra:+.1%} of the step's CPU "
+            f"time (update-only, paired), {verdict}"
+        )
     (b1, b5, b15), (a1, a5, a15) = result["load"]
     print(
         f"wall {result['wall_s']:.0f} s; load average before {b1:.2f} {b5:.2f} {b15:.2f}, "
