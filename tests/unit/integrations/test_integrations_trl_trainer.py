@@ -107,8 +107,10 @@ def test_sum_aggregator_step_equals_plain_trl(tmp_path, loss_type, extra) -> Non
 
 def test_accumulation_generations_iterations_and_kl_equal_plain_trl(tmp_path) -> None:
     # 2 micro-batches per step, one generation per 4 micro-batches (so old log-probs are
-    # computed), each generation used twice, a KL term to a reference model, 3 steps.
+    # computed), each generation used twice, a KL term to a reference model, TRL's default
+    # gradient checkpointing, 3 steps.
     config = {
+        "gradient_checkpointing": True,
         "gradient_accumulation_steps": 2,
         "steps_per_generation": 4,
         "per_device_train_batch_size": 4,
