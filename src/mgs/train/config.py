@@ -168,7 +168,9 @@ class HeldOutConfig:
     samples: int = option(1, help="Completions per prompt (reward averaged over them).")
     temperature: float = option(0.0, help="0: greedy decoding.")
     every: int = option(
-        0, help="Also evaluate every N steps during training (0: only before/after)."
+        0,
+        help="Also evaluate every N steps during training, logged as heldout/<domain>/reward in "
+        "metrics.jsonl (0: only before / after RL).",
     )
 
     def __post_init__(self) -> None:

@@ -117,7 +117,8 @@ def _train(s: Session, resume: bool) -> dict[str, Any]:
         heldout = [ex for pool in heldout_prompts(s.cfg, tokenizer).values() for ex in pool]
         before = evaluate_before(s, trainer, heldout, resume)
         with s.timed("rl"):
-            train_loop(trainer, writer, start_step=start_step, run=s.run)
+            periodic = (lambda: _evaluate(s, trainer, heldout)) if heldout else None
+            train_loop(trainer, writer, start_step=start_step, run=s.run, evaluate=periodic)
         with s.timed("eval_after"):
             after = _evaluate(s, trainer, heldout)
     finally:
@@ -225,10 +226,17 @@ def _evaluate(s: Session, trainer: GRPOTrainer, heldout: list) -> DomainRewards:
 
 
 def train_loop(
-    trainer: GRPOTrainer, writer: MetricsWriter, *, start_step: int = 0, run: RunDir | None = None
+    trainer: GRPOTrainer,
+    writer: MetricsWriter,
+    *,
+    start_step: int = 0,
+    run: RunDir | None = None,
+    evaluate: Callable[[], DomainRewards] | None = None,
 ) -> None:
     """Run RL steps ``start_step .. cfg.steps - 1`` with a progress bar of per-domain rewards,
-    writing metrics and surgery snapshots (rank 0) and checkpoints (every rank takes part)."""
+    writing metrics and surgery snapshots (rank 0) and checkpoints (every rank takes part).
+    ``evaluate``: the held-out evaluation, run after every ``eval.every``-th step (every rank
+    takes part) and logged with that step as ``heldout/<domain>/reward``."""
     from tqdm.auto import tqdm
 
     cfg = trainer.cfg
@@ -241,6 +249,9 @@ def train_loop(
     )
     for step in bar:
         out = trainer.step(step)
+        if evaluate is not None and cfg.eval.every and (step + 1) % cfg.eval.every == 0:
+            for domain, result in evaluate().items():
+                out.metrics[f"heldout/{domain}/reward"] = result["reward"]
         if trainer.ctx.is_main:
             writer.log(step, out.metrics)
             last = step == cfg.steps - 1
