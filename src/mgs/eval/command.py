@@ -215,8 +215,9 @@ def check_out(out: Path) -> None:
     """The results JSON and the markdown table beside it can be written (nothing is created)."""
     from mgs.errors import ConfigError
     from mgs.output_paths import check_output_file
+    from mgs.run_dir import RunDir
 
-    check_output_file(out, "--out", "eval_results.json")
+    check_output_file(out, "--out", RunDir.EVAL_RESULTS)
     table = out.with_suffix(".md")
     if table.is_dir():
         raise ConfigError(

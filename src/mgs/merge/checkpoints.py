@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mgs.errors import ConfigError, DataError
+from mgs.run_dir import RunDir
 
 WEIGHT_INDEX = "model.safetensors.index.json"
 # Config keys that differ between copies of one architecture (saving, not the model itself).
@@ -27,8 +28,8 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 def model_dir(path: str | Path) -> Path:
     """A Hugging Face model directory: ``path`` itself, or ``path/model`` for an mgs run."""
     p = Path(path)
-    if (p / "config.yaml").is_file() and (p / "model").is_dir():
-        p = p / "model"
+    if RunDir(p).is_trained():
+        p = RunDir(p).model
     if not (p / "config.json").is_file():
         raise DataError(
             f"{str(path)!r} is not a model directory (no config.json); pass a Hugging Face "

@@ -108,7 +108,7 @@ def to_float(value: Any) -> float:
     return math.nan
 
 
-def parse_metrics(lines: list[str], source: str = "metrics.jsonl") -> tuple[Metrics, list[str]]:
+def parse_metrics(lines: list[str], source: str = RunDir.METRICS) -> tuple[Metrics, list[str]]:
     """Parse JSONL lines into aligned columns; returns ``(metrics, notes)``.
 
     A line that is not JSON is an error (naming the line), except the last one, which a run killed
