@@ -25,6 +25,7 @@ from typing import Any
 
 from mgs.errors import DataError
 from mgs.rewards.boxed import last_boxed
+from mgs.rewards.registry import DetailedReward
 
 LETTERS = string.ascii_uppercase
 _ANSWER_IS = re.compile(
@@ -84,14 +85,9 @@ def _alone(inner: str) -> bool:
     return len(inner) == 1 or not inner[1].isalpha()
 
 
-class MultipleChoiceReward:
+class MultipleChoiceReward(DetailedReward):
     """``reward(prompts, completions, choices=[...], answer=[...])``: 1.0 when the response chose
     the gold option, else 0.0 (no recognisable choice counts as wrong)."""
-
-    def __call__(
-        self, prompts: list[str], completions: list[str], **columns: list[Any]
-    ) -> list[float | None]:
-        return [d["reward"] for d in self.details(prompts, completions, **columns)]
 
     def details(
         self, prompts: list[str], completions: list[str], **columns: list[Any]

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from mgs.errors import DataError
+from mgs.rewards.registry import DetailedReward
 
 _SPACE = re.compile(r"\s+")
 
@@ -42,14 +43,9 @@ def matched_alias(response: str, answers: list[str]) -> str | None:
     return None
 
 
-class PopQAReward:
+class PopQAReward(DetailedReward):
     """``reward(prompts, completions, possible_answers=[...])``: 1.0 when an alias of the gold
     answer appears in the response, else 0.0."""
-
-    def __call__(
-        self, prompts: list[str], completions: list[str], **columns: list[Any]
-    ) -> list[float | None]:
-        return [d["reward"] for d in self.details(prompts, completions, **columns)]
 
     def details(
         self, prompts: list[str], completions: list[str], **columns: list[Any]

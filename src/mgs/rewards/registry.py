@@ -35,6 +35,22 @@ class Reward(Protocol):
     ) -> list[float | None]: ...
 
 
+class DetailedReward:
+    """A reward that scores through ``details(prompts, completions, **columns) -> list[dict]``,
+    one dict per sample with its ``reward`` (and whatever else ``mgs eval`` aggregates, e.g. a
+    benchmark's cell accuracy): calling it returns those rewards. Subclasses write ``details``."""
+
+    def __call__(
+        self, prompts: list[str], completions: list[str], **columns: list[Any]
+    ) -> list[float | None]:
+        return [d["reward"] for d in self.details(prompts, completions, **columns)]
+
+    def details(
+        self, prompts: list[str], completions: list[str], **columns: list[Any]
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class Scores:
     """What :meth:`score` returns: one value per sample and which of them hit a timeout."""

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from mgs.errors import DataError
+from mgs.rewards.registry import DetailedReward
 
 
 def solution_table(solution: Any) -> dict[str, dict[str, str]]:
@@ -95,13 +96,8 @@ def _cell(value: Any) -> str | None:
     return str(value).strip().lower() or None
 
 
-class ZebraLogicReward:
+class ZebraLogicReward(DetailedReward):
     """``reward(prompts, completions, solution=[...])``: 1.0 for a fully solved puzzle, else 0.0."""
-
-    def __call__(
-        self, prompts: list[str], completions: list[str], **columns: list[Any]
-    ) -> list[float | None]:
-        return [d["reward"] for d in self.details(prompts, completions, **columns)]
 
     def details(
         self, prompts: list[str], completions: list[str], **columns: list[Any]
