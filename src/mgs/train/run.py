@@ -1,10 +1,10 @@
 """``run_training``: a whole ``mgs train`` run, as named phases.
 
-1. :func:`prepare_reward_model`: a built-in reward model (``builtin:tiny``) is trained or loaded
-   from its cache, and the config then points at its directory;
 0. :func:`plan_start` (rank 0 decides for all): a new run's directory must be new or empty
    (``overwrite``: an earlier run there is deleted first, :mod:`mgs.train.new_run`); a resume
    picks its checkpoint (the latest intact one, :mod:`mgs.train.resume`);
+1. :func:`prepare_reward_model`: a built-in reward model (``builtin:tiny``) is trained or loaded
+   from its cache, and the config then points at its directory;
 2. :func:`prepare_run_dir`: the run directory gets its ``config.yaml`` (not on resume);
 3. :func:`warm_started_policy`: the policy is loaded (FSDP2: on rank 0 only) and warm-started by
    SFT when ``warmstart.sft.steps`` asks for it (the built-in demo's, cached);
@@ -118,7 +118,9 @@ def run_training(
     with distributed_session(cfg.distributed, device) as ctx:
         start = decided_by_main(  # every rank uses rank 0's directory (its timestamp)
             ctx,
-            lambda: plan_start(path, option, resume, checkpoint and Path(checkpoint), overwrite),
+            lambda: plan_start(
+                path, option, resume, Path(checkpoint) if checkpoint else None, overwrite
+            ),
         )
         run = RunDir(start.run_dir)
         session = Session(cfg, run, ctx, device, echo if ctx.is_main else _silent)
