@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> dict:
     import transformers
     import trl
     from datasets import Dataset
-    from mgs.data.generators import generate
 
+    from mgs.data.generators import generate
     from mgs.tiny.config import TinyModelConfig
     from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
 

@@ -30,9 +30,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import torch
 import transformers
 from datasets import Dataset
-from mgs.data.generators import generate
 from trl import GRPOConfig
 
+from mgs.data.generators import generate
 from mgs.integrations.trl import MGSGRPOTrainer, domain_rewards
 from mgs.rewards import get_reward
 from mgs.tiny.config import TinyModelConfig

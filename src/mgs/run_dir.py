@@ -14,6 +14,7 @@
       checkpoints/step_XXXXXX/  model/ (Hugging Face directory) + trainer_state.pt
       model/                    the final policy (Hugging Face directory)
       tensorboard/              event files (logging.tensorboard)
+      wandb/                    what W&B writes locally (logging.wandb_project)
       report/                   what `mgs report RUN` writes by default
 
 A comparison (``mgs compare --out DIR``) holds one run directory per variant and seed
@@ -52,6 +53,7 @@ class RunDir:
     TENSORBOARD = "tensorboard"
     REPORT = "report"
     TRAINER_STATE = "trainer_state.pt"  # inside a checkpoint, beside its model/
+    WANDB = "wandb"  # what wandb.init(dir=RUN) creates (logging.wandb_project)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -118,6 +120,29 @@ class RunDir:
         """Holds what ``mgs report`` reads: metrics.jsonl and/or summary.json."""
         return self.metrics.is_file() or self.summary.is_file()
 
+    @classmethod
+    def layout_names(cls) -> frozenset[str]:
+        """Every name ``mgs train`` (and ``mgs eval`` / ``mgs report`` of the run) may put at the
+        top of a run directory, including the leftovers of an interrupted write."""
+        results_table = Path(cls.EVAL_RESULTS).with_suffix(".md").name
+        metrics_tmp = f"{cls.METRICS}.tmp"  # truncate_metrics' temporary file
+        files = (cls.CONFIG, cls.METRICS, cls.SUMMARY, cls.EVAL_BEFORE, cls.EVAL_TABLE)
+        folders = (cls.SURGERY, cls.CHECKPOINTS, cls.MODEL, cls.TENSORBOARD, cls.REPORT, cls.WANDB)
+        return frozenset((*files, cls.EVAL_RESULTS, results_table, metrics_tmp, *folders))
+
+    def entries(self) -> list[str]:
+        """Names at the top of the directory, sorted (none when it does not exist)."""
+        return sorted(p.name for p in self.path.iterdir()) if self.path.is_dir() else []
+
+    def foreign_entries(self) -> list[str]:
+        """Entries that are not part of a run directory's layout (a user's own files)."""
+        return [name for name in self.entries() if name not in self.layout_names()]
+
+    def is_train_run(self) -> bool:
+        """Looks like a run directory of ``mgs train``: its config.yaml and nothing but names of
+        the layout, so that clearing it (``--overwrite``) deletes nothing else."""
+        return self.config.is_file() and not self.foreign_entries()
+
     # ------------------------------------------------------------------ surgery snapshots
 
     def surgery_snapshot(self, step: int) -> Path:
@@ -161,6 +186,18 @@ class RunDir:
         for child in self.checkpoints.iterdir():
             match = _STEP.match(child.name)
             if match and self.checkpoint_state(child).is_file():
+                found.append((int(match.group(1)), child))
+        return sorted(found)
+
+    def checkpoint_dirs(self) -> list[tuple[int, Path]]:
+        """Every ``checkpoints/step_XXXXXX`` directory, oldest first, complete or not (what a
+        resume inspects; temporary ones are left out)."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = []
+        for child in self.checkpoints.iterdir():
+            match = _STEP.match(child.name)
+            if match and child.is_dir():
                 found.append((int(match.group(1)), child))
         return sorted(found)
 

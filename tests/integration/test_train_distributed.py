@@ -8,7 +8,10 @@ reward and loss trajectories agree to float tolerance, for mixed and mgs, under 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,29 @@ def test_fsdp2_resume_matches_uninterrupted(tmp_path: Path) -> None:
         for key, value in want.items():
             if not key.startswith(("time/", "reward/time/")):
                 assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (got["step"], key)
+
+
+def test_every_rank_stops_with_rank_0s_error(tmp_path: Path) -> None:
+    """Rank 0 alone inspects the run directory and every rank raises what it found, so no rank
+    waits at a collective for one that stopped: a used run directory, a damaged checkpoint."""
+    run = tmp_path / "used"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (run / "metrics.jsonl").write_text('{"step": 0}\n')
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(merged(CONFIG, {"distributed": {"strategy": "ddp"}})))
+    state = run / "checkpoints" / "step_000001" / "trainer_state.pt"
+    (state.parent / "model").mkdir(parents=True)
+    (state.parent / "model" / "config.json").write_text("{}")
+    state.write_bytes(b"PK\x03\x04 cut short")
+    for args, error in (
+        (["-c", str(config), "--run-dir", str(run)], f"--run-dir '{run}' already holds a run"),
+        (["--resume", str(run)], f"--resume {run}: no intact checkpoint to continue from"),
+    ):
+        torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        cmd = [sys.executable, *torchrun, "-m", "mgs", "train", *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert output.count(f"error: {error}") == 2, output[-3000:]

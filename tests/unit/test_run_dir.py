@@ -39,3 +39,29 @@ def test_kinds_of_directory(tmp_path) -> None:
     for step in (10, 2):
         run.surgery_snapshot(step).write_bytes(b"")
     assert [s for s, _ in run.surgery_snapshots()] == [2, 10]
+
+
+def test_a_run_of_mgs_train_holds_its_config_and_nothing_but_the_layout(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    assert run.entries() == [] and not run.is_train_run()  # does not exist
+    run.path.mkdir()
+    run.metrics.write_text("")
+    assert not run.is_train_run()  # no config.yaml: not what mgs train starts with
+    run.config.write_text("{}")
+    for name in ("eval_results.md", "metrics.jsonl.tmp"):
+        (run.path / name).write_text("")
+    for name in (RunDir.WANDB, RunDir.REPORT, RunDir.CHECKPOINTS):
+        (run.path / name).mkdir()
+    assert run.foreign_entries() == [] and run.is_train_run()
+    (run.path / "notes.md").write_text("mine")
+    assert run.foreign_entries() == ["notes.md"] and not run.is_train_run()
+
+
+def test_checkpoint_dirs_lists_incomplete_ones_too(tmp_path) -> None:
+    run = RunDir(tmp_path)
+    RunDir.checkpoint_state(run.checkpoint(4)).parent.mkdir(parents=True)
+    RunDir.checkpoint_state(run.checkpoint(4)).write_bytes(b"")
+    run.checkpoint(8).mkdir()  # its trainer state lost: a resume reports it as damaged
+    run.checkpoint_tmp(12, 1).mkdir()
+    assert [step for step, _ in run.checkpoint_dirs()] == [4, 8]
+    assert [step for step, _ in run.list_checkpoints()] == [4]

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     options = ReportOptions(smooth=args.smooth, dpi=args.dpi)
     result = write_report(args.run_dirs, args.out, labels=labels, options=options)
     for note in result.notes:
-        print(f"note: {note}")
+        label, warned, text = note.partition(": warning: ")  # "<run>: warning: ..."
+        print(f"warning: {label}: {text}" if warned else f"note: {note}")
     for path in result.figures.values():
         print(f"figure: {path}")
     print(f"report: {result.markdown}")

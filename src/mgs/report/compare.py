@@ -14,11 +14,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mgs.run_dir import CompareDir
-from mgs.strategy import COMPARED, Variant, variant_config
+from mgs.report.compare_plan import check_compare_out, plan_comparison
+from mgs.strategy import COMPARED
 from mgs.train.config import TrainConfig
+from mgs.train.new_run import clear_run_dir
 
 __all__ = ["COMPARED", "run_comparison"]
+
+# ``train(cfg, run_dir, resume=False)``: train ``cfg`` into ``run_dir`` (new or empty), or with
+# ``resume`` continue the unfinished run there (mgs.train.run.run_training does both).
+Train = Callable[..., object]
 
 
 def run_comparison(
@@ -27,34 +32,40 @@ def run_comparison(
     *,
     seeds: Sequence[int],
     strategies: Sequence[str] = COMPARED,
-    train: Callable[[TrainConfig, Path], object],
+    train: Train,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Train every (variant, seed) into ``out_dir/<variant>-s<seed>``; finished runs (with a
-    ``summary.json``) are kept, so an interrupted comparison continues where it stopped.
+    """Train every (variant, seed) into ``out_dir/<variant>-s<seed>``.
 
-    Every variant's config is derived (and so validated) before the first run trains.
+    Before the first run trains, every variant's config is derived (and so validated) and every
+    existing run is checked (:func:`~mgs.report.compare_plan.plan_comparison`): a finished run
+    trained with the same config is kept, an unfinished one continued, so an interrupted
+    comparison continues where it stopped; a run trained with another config is an error
+    (``overwrite``: it is deleted and retrained).
     """
-    variants = [Variant.parse(text) for text in strategies]
-    plan = [(v, seed, variant_config(base, v, seed)) for seed in seeds for v in variants]
-    out = CompareDir(out_dir)
+    out = check_compare_out(out_dir)
+    plan = plan_comparison(base, out, seeds=seeds, strategies=strategies, overwrite=overwrite)
     out.path.mkdir(parents=True, exist_ok=True)
-    run_dirs = []
-    for i, (variant, seed, cfg) in enumerate(plan):
-        run = out.run(variant.label, seed)
-        run_dirs.append(run.path)
-        tag = f"[{i + 1}/{len(plan)}] {run.path.name}"
-        if run.summary.is_file():
-            echo(f"{tag}: done earlier, kept")
+    for i, item in enumerate(plan):
+        tag = f"[{i + 1}/{len(plan)}] {item.run.path.name}"
+        if item.action == "kept":
+            echo(f"{tag}: done earlier with the same config, kept")
             continue
-        echo(tag)
+        if item.action == "retrain":
+            clear_run_dir(item.run)
+            echo(f"{tag}: trained earlier with another config; deleted, retraining (--overwrite)")
+        elif item.action == "resume":
+            echo(f"{tag}: unfinished, continuing it")
+        else:
+            echo(tag)
         tick = time.perf_counter()
-        train(cfg, run.path)
+        train(item.cfg, item.run.path, resume=item.action == "resume")
         echo(f"{tag}: {time.perf_counter() - tick:.0f} s")
     index = {
         "seeds": list(seeds),
-        "strategies": [v.label for v in variants],
-        "runs": [str(p) for p in run_dirs],
+        "strategies": list(dict.fromkeys(item.variant.label for item in plan)),
+        "runs": [str(item.run.path) for item in plan],
     }
     out.index.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    return run_dirs
+    return [item.run.path for item in plan]

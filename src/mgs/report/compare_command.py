@@ -36,7 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         default=None,
         help="Output directory (runs + report); default runs/compare-<UTC time>. Re-running with "
-        "the same --out keeps finished runs and trains the rest.",
+        "the same --out keeps the finished runs trained with the same config, continues "
+        "unfinished ones and trains the rest; a run trained with another config is an error "
+        "(see --overwrite).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Delete and retrain the runs in --out that were trained with another config "
+        "(runs with the same config are kept).",
     )
 
 
@@ -51,10 +59,17 @@ def run(args: argparse.Namespace) -> int:
     strategies = args.strategies or list(COMPARED)
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
 
-    def train(cfg, run_dir: Path) -> None:
-        run_training(cfg, run_dir, echo=lambda line: None)
+    def train(cfg, run_dir: Path, resume: bool = False) -> None:
+        run_training(cfg, run_dir, echo=_warnings_only, resume=resume)
 
-    run_dirs = run_comparison(base, out, seeds=args.seeds, strategies=strategies, train=train)
+    run_dirs = run_comparison(
+        base,
+        out,
+        seeds=args.seeds,
+        strategies=strategies,
+        train=train,
+        overwrite=args.overwrite,
+    )
     result = write_report(run_dirs, CompareDir(out).report, labels=[p.name for p in run_dirs])
     for name in ("strategy_reward", "strategy_reward_change", "eval_reward"):
         if name in result.tables:
@@ -64,3 +79,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{result.tables['paired_reward']}")
     print(f"\nreport: {result.markdown}")
     return 0
+
+
+def _warnings_only(line: str) -> None:
+    """The echo of each run: only its warnings (e.g. a damaged checkpoint skipped on resume)."""
+    if line.startswith("warning:"):
+        print(line)

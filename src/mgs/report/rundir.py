@@ -32,8 +32,8 @@ class RunDirError(MgsError, ValueError):
 class Metrics:
     """The metrics stream of a run as aligned columns.
 
-    ``steps`` is sorted and unique (when a step was logged twice, e.g. by a resumed run writing to
-    the same directory, the last record wins); ``columns[key][i]`` is the value at ``steps[i]``,
+    ``steps`` is sorted and unique (when a step was logged twice, the last record wins; steps
+    that start over are noted: two runs wrote the file); ``columns[key][i]`` is the value at ``steps[i]``,
     NaN where the step did not log ``key`` (or logged ``"nan"``, ``null`` or a non-number).
     """
 
@@ -116,6 +116,7 @@ def parse_metrics(lines: list[str], source: str = RunDir.METRICS) -> tuple[Metri
     """
     notes: list[str] = []
     by_step: dict[int, dict[str, Any]] = {}
+    first, last, restarted = 0, -1, False
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     for pos, (lineno, line) in enumerate(numbered):
         try:
@@ -133,7 +134,19 @@ def parse_metrics(lines: list[str], source: str = RunDir.METRICS) -> tuple[Metri
                 f'{source}, line {lineno} has no "step"; every line must be a JSON object such as '
                 '{"step": 0, "reward/math/mean": 0.5}'
             )
-        by_step[int(record["step"])] = record  # the last record of a step wins
+        step = int(record["step"])
+        first = step if not by_step else first
+        if step <= first < last and not restarted:
+            # The steps start over: a second run appended to the file (a resumed run drops the
+            # lines of the steps it runs again, so it never does this).
+            restarted = True
+            notes.append(
+                f"warning: {source}, line {lineno} goes back to step {step} after step {last}: "
+                "two runs wrote into this directory, so its curves mix them (the last record of "
+                "each step is plotted); train each run into its own directory"
+            )
+        last = step
+        by_step[step] = record  # the last record of a step wins
     steps = np.array(sorted(by_step), dtype=np.int64)
     columns: dict[str, np.ndarray] = {}
     for i, step in enumerate(steps):

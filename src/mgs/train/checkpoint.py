@@ -8,18 +8,23 @@ plain Python values only, so it loads with ``torch.load(weights_only=True)``: re
 directory from someone else cannot run code hidden in a pickle.
 
 A checkpoint is written under a temporary name and renamed when complete, so a run killed
-mid-write never leaves a checkpoint that :func:`latest_checkpoint` would pick up; the last
-``keep_last`` are kept. Everything else the trainer draws (rollout seeds, mini-batch orders) is
-derived from the step number, so a resumed run logs the same metrics, step for step, as an
-uninterrupted one. Under FSDP2 the full state dicts are gathered from the shards (a collective:
+mid-write never leaves a checkpoint that a resume would pick up; the last ``keep_last`` are kept.
+A checkpoint damaged later (a truncated copy) is named by :func:`load_state` /
+:func:`mgs.train.resume.checkpoint_problem`, and a resume falls back to the previous one.
+
+Everything else the trainer draws (rollout seeds, mini-batch orders) is derived from the step
+number, so a resumed run logs the same metrics, step for step, as an uninterrupted one. Under FSDP2 the full state dicts are gathered from the shards (a collective:
 every rank calls :func:`save_checkpoint` / :func:`save_policy`), and only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,20 +160,46 @@ def write_checkpoint(run: RunDir, step: int, state: dict[str, Any], save_model, 
     return final
 
 
-def latest_checkpoint(run: RunDir) -> tuple[int, Path] | None:
-    found = run.list_checkpoints()
-    return found[-1] if found else None
+class CheckpointError(ConfigError):
+    """A checkpoint's files cannot be used: missing, truncated, or not what ``mgs train`` wrote."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A trainer state holding Python objects other than tensors and plain values: loading it
+    could run code, so it is refused (never skipped silently)."""
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
-    """The trainer state of a checkpoint directory (tensors and plain values only)."""
+    """The trainer state of a checkpoint directory (tensors and plain values only).
+
+    Raises :class:`CheckpointError` naming the file when it is missing or damaged, and
+    :class:`UnsafeCheckpointError` when it holds other objects (nothing in it is executed)."""
     file = RunDir.checkpoint_state(checkpoint)
     if not file.is_file():
-        raise ConfigError(f"{checkpoint} is not a complete checkpoint (no {file.name})")
-    # mmap: every rank reads this file (the full optimizer state, 2x the fp32 weights); mapped,
-    # the ranks of a node share one page-cache copy instead of each holding its own, and under
-    # FSDP2 each keeps only its shard once the optimizer has loaded it.
-    return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        raise CheckpointError(f"{file} is missing (not a complete checkpoint)")
+    with open(file, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save's zip format; anything else is refused
+            raise CheckpointError(
+                f"{file} is damaged: it is not a file torch.save wrote (no zip header)"
+            )
+    try:
+        # mmap: every rank reads this file (the full optimizer state, 2x the fp32 weights);
+        # mapped, the ranks of a node share one page-cache copy instead of each holding its own,
+        # and under FSDP2 each keeps only its shard once the optimizer has loaded it.
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = re.search(r"GLOBAL (\S+)|module (\S+) is blocked", str(exc))
+        if unsafe is None:
+            raise CheckpointError(f"{file} is damaged (its pickle cannot be read)") from None
+        raise UnsafeCheckpointError(
+            f"{file} holds a Python object ({unsafe.group(1) or unsafe.group(2)}) besides "
+            "tensors and plain values, which loading could execute; mgs never writes one, so "
+            "it was not written by this version of mgs train: refusing to load it. Resume "
+            "only run directories you trust, from a checkpoint mgs wrote"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise CheckpointError(f"{file} is damaged ({reason}; truncated?)") from None
 
 
 def restore(trainer: GRPOTrainer, checkpoint: Path) -> int:

@@ -23,14 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir",
         default=None,
-        help="Run directory (default: logging.run_dir or runs/<time>-<strategy>).",
+        help="Run directory, new or empty (default: logging.run_dir or runs/<time>-<strategy>); "
+        "a directory holding files is never reused (see --resume, --overwrite).",
     )
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="Continue RUN_DIR from its latest checkpoint with its own config "
-        "(overrides still apply, e.g. steps=200).",
+        help="Continue RUN_DIR from its latest intact checkpoint (a damaged one is skipped with a "
+        "warning), or from RUN_DIR/checkpoints/step_N, with the run's own config (overrides "
+        "still apply, e.g. steps=200).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Delete the earlier run in the run directory first (only a run directory of "
+        "`mgs train`: never a folder holding other files).",
     )
     parser.add_argument(
         "--help-config",
@@ -61,23 +69,8 @@ def run(args: argparse.Namespace) -> int:
         for key, default, text in describe(TrainConfig):
             print(f"{key} = {default}\n    {text}")
         return 0
-    if args.resume:
-        from mgs.errors import ConfigError
-        from mgs.run_dir import RunDir
-
-        run = RunDir(args.resume)
-        if not run.config.is_file():
-            raise ConfigError(
-                f"--resume {run}: no {RunDir.CONFIG} there; pass the run directory of an earlier "
-                "`mgs train`"
-            )
-        if args.config:
-            raise ConfigError(
-                "--resume uses the run's own config.yaml; drop --config (overrides are allowed)"
-            )
-        cfg = load_config(run.config, args.overrides)
-    else:
-        cfg = load_config(args.config, args.overrides)
+    run, checkpoint = _resume_target(args) if args.resume else (None, None)
+    cfg = load_config(run.config if run else args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
@@ -85,11 +78,27 @@ def run(args: argparse.Namespace) -> int:
         return memory_report.run(cfg, args)
     from mgs.train.run import run_training
 
-    if args.resume:
-        run_training(cfg, args.resume, resume=True)
+    if run is not None:
+        run_training(cfg, run.path, resume=True, checkpoint=checkpoint)
     else:
-        run_training(cfg, args.run_dir)
+        run_training(cfg, args.run_dir, overwrite=args.overwrite)
     return 0
+
+
+def _resume_target(args: argparse.Namespace):
+    """``--resume``'s run directory and explicit checkpoint, refusing options that clash."""
+    from mgs.errors import ConfigError
+    from mgs.train.resume import resume_target
+
+    if args.config:
+        raise ConfigError(
+            "--resume uses the run's own config.yaml; drop --config (overrides are allowed)"
+        )
+    if args.run_dir:
+        raise ConfigError("--resume continues the run in its own directory; drop --run-dir")
+    if args.overwrite:
+        raise ConfigError("--overwrite deletes a run and --resume continues it; pass one of them")
+    return resume_target(args.resume)
 
 
 def config_markdown() -> str:

@@ -196,7 +196,11 @@ class HeldOutConfig:
 class LoggingConfig:
     """Where the run writes and how often."""
 
-    run_dir: str | None = option(None, help="Run directory; null: runs/<UTC time>-<strategy>.")
+    run_dir: str | None = option(
+        None,
+        help="Run directory, new or empty (one that holds files is never reused: see `mgs train "
+        "--resume` / --overwrite); null: runs/<UTC time>-<strategy>.",
+    )
     surgery_stats_every: int = option(
         10, help="Write the full per-group surgery arrays every N steps (0: never)."
     )
@@ -209,7 +213,11 @@ class LoggingConfig:
     checkpoint_every: int = option(
         0, help="Write a resumable checkpoint every N steps (0: never); see `mgs train --resume`."
     )
-    keep_checkpoints: int = option(2, help="How many of the latest checkpoints to keep.")
+    keep_checkpoints: int = option(
+        2,
+        help="How many of the latest checkpoints to keep (with 2 or more, a resume falls back "
+        "past a damaged latest one).",
+    )
 
     def __post_init__(self) -> None:
         if self.surgery_stats_every < 0:

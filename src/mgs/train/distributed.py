@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from mgs.dataclass_config import option
-from mgs.errors import ConfigError
+from mgs.errors import ConfigError, MgsError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -168,6 +170,22 @@ def gather_objects(obj: object) -> list[object]:
         dist.all_gather_object(out, obj)
         return out
     return [obj]
+
+
+def decided_by_main(ctx: DistContext, decide: Callable[[], T]) -> T:
+    """``decide()`` run on rank 0 only (it may touch files); every rank gets its result, or
+    raises its :class:`~mgs.errors.MgsError` as one :class:`ConfigError` with the same message,
+    so that no rank waits at a collective for a rank that stopped."""
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = decide()
+        except MgsError as exc:
+            error = str(exc)
+    result, error = gather_objects((result, error))[0]
+    if error is not None:
+        raise ConfigError(error)
+    return result
 
 
 def barrier() -> None:

@@ -1,5 +1,8 @@
 """``run_training``: a whole ``mgs train`` run, as named phases.
 
+0. :func:`plan_start` (rank 0 decides for all): a new run's directory must be new or empty
+   (``overwrite``: an earlier run there is deleted first, :mod:`mgs.train.new_run`); a resume
+   picks its checkpoint (the latest intact one, :mod:`mgs.train.resume`);
 1. :func:`prepare_reward_model`: a built-in reward model (``builtin:tiny``) is trained or loaded
    from its cache, and the config then points at its directory;
 2. :func:`prepare_run_dir`: the run directory gets its ``config.yaml`` (not on resume);
@@ -26,16 +29,19 @@ import torch
 
 from mgs.data.pipeline import load_eval_prompts
 from mgs.dataclass_config import to_dict
+from mgs.errors import ConfigError
 from mgs.eval.heldout import DomainRewards, evaluate_heldout, format_table
 from mgs.rewards.builtin import builtin_provider, is_builtin
 from mgs.run_dir import RunDir
 from mgs.strategy import describe_strategy
 from mgs.train.builder import build_trainer
-from mgs.train.checkpoint import latest_checkpoint, restore, save_checkpoint, save_policy
+from mgs.train.checkpoint import restore, save_checkpoint, save_policy
 from mgs.train.config import TrainConfig
-from mgs.train.distributed import DistContext, barrier, distributed_session, gather_objects
+from mgs.train.distributed import DistContext, barrier, decided_by_main, distributed_session
 from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy_for, resolve_device
+from mgs.train.new_run import claim_run_dir
+from mgs.train.resume import choose_checkpoint
 from mgs.train.trainer import GRPOTrainer, seed_everything
 
 Echo = Callable[[str], None]
@@ -59,39 +65,89 @@ class Session:
         self.timings[name] = time.perf_counter() - tick
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a run starts, as rank 0 decided it (every rank gets the same)."""
+
+    run_dir: str
+    resume: bool = False
+    checkpoint: str | None = None  # on resume; None: the run has no checkpoint yet (step 0)
+    notes: tuple[str, ...] = ()  # warnings to print: damaged checkpoints skipped, a run deleted
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
+    """``runs/<UTC time>-<strategy>``, with a suffix when a run started in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Path("runs") / f"{stamp}-{cfg.strategy.name}"
+    path = Path("runs") / f"{stamp}-{cfg.strategy.name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{stamp}-{cfg.strategy.name}-{n}"
+    return path
 
 
 def run_training(
-    cfg: TrainConfig, run_dir: str | Path | None = None, echo: Echo = print, *, resume: bool = False
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    echo: Echo = print,
+    *,
+    resume: bool = False,
+    checkpoint: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train as configured; returns (and writes to ``run_dir/summary.json``) the results.
 
-    ``resume``: continue ``run_dir`` from its latest checkpoint (the config is the run's own).
+    ``run_dir`` (else ``logging.run_dir``, else :func:`default_run_dir`) must be new or empty;
+    ``overwrite``: an earlier run there is deleted first. ``resume``: continue ``run_dir`` from
+    ``checkpoint`` (default: its latest intact one; the config is the run's own).
     """
     started = time.perf_counter()
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars between our own output
+    if resume and overwrite:
+        raise ConfigError("--overwrite deletes a run and --resume continues it; pass one of them")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    option = (
+        "--run-dir" if run_dir else "logging.run_dir" if cfg.logging.run_dir else "run directory"
+    )
     path = Path(run_dir or cfg.logging.run_dir or default_run_dir(cfg))
     seed_everything(cfg.seed)
     device = resolve_device(cfg.model.device)
     with distributed_session(cfg.distributed, device) as ctx:
-        run = RunDir(gather_objects(str(path))[0])  # every rank uses rank 0's (its timestamp)
+        start = decided_by_main(  # every rank uses rank 0's directory (its timestamp)
+            ctx,
+            lambda: plan_start(
+                path, option, resume, Path(checkpoint) if checkpoint else None, overwrite
+            ),
+        )
+        run = RunDir(start.run_dir)
         session = Session(cfg, run, ctx, device, echo if ctx.is_main else _silent)
-        summary = _train(session, resume)
+        for note in start.notes:
+            session.echo(note)
+        summary = _train(session, start)
     summary["seconds"]["total"] = time.perf_counter() - started
     if ctx.is_main:
         finish(session, summary)
     return summary
 
 
-def _train(s: Session, resume: bool) -> dict[str, Any]:
+def plan_start(
+    path: Path, option: str, resume: bool, checkpoint: Path | None, overwrite: bool
+) -> Start:
+    """Rank 0: check (``overwrite``: clear) a new run's directory, or choose the checkpoint a
+    resume continues from. Raises :class:`~mgs.errors.ConfigError` before anything runs."""
+    if resume:
+        chosen, notes = choose_checkpoint(RunDir(path), checkpoint)
+        return Start(str(path), True, None if chosen is None else str(chosen), tuple(notes))
+    note = claim_run_dir(path, option, overwrite=overwrite)
+    return Start(str(path), notes=(note,) if note else ())
+
+
+def _train(s: Session, start: Start) -> dict[str, Any]:
     """Phases 1-6 inside the run's process group; returns the summary."""
+    resume = start.resume
     if s.ctx.enabled and not s.ctx.is_main:
         barrier()  # let rank 0 fill the warm-start caches first
     with s.timed("reward_model"):
@@ -106,7 +162,7 @@ def _train(s: Session, resume: bool) -> dict[str, Any]:
     trainer = build_trainer(s.cfg, s.ctx, policy=policy, tokenizer=tokenizer)
     del policy  # FSDP2: rank 0's full copy; the trainer holds this rank's shards
     announce(s, trainer)
-    start_step = resume_trainer(s, trainer) if resume else 0
+    start_step = resume_trainer(s, trainer, start.checkpoint) if resume else 0
     writer = MetricsWriter(
         s.run,
         enabled=s.ctx.is_main,
@@ -179,15 +235,15 @@ def announce(s: Session, trainer: GRPOTrainer) -> None:
     )
 
 
-def resume_trainer(s: Session, trainer: GRPOTrainer) -> int:
-    """Restore the latest checkpoint of the run; returns the step to continue from."""
-    found = latest_checkpoint(s.run)
-    if found is None:
-        s.echo("resume: no complete checkpoint yet; starting from step 0")
+def resume_trainer(s: Session, trainer: GRPOTrainer, checkpoint: str | None) -> int:
+    """Restore ``checkpoint`` (rank 0's choice; None: start over at step 0); returns the step to
+    continue from. The metrics logged after it are dropped (those steps run again)."""
+    if checkpoint is None:
+        s.echo("resume: no checkpoint yet; starting from step 0")
         start_step = 0
     else:
-        start_step = restore(trainer, found[1])
-        s.echo(f"resume: continuing from {found[1]} (step {start_step})")
+        start_step = restore(trainer, Path(checkpoint))
+        s.echo(f"resume: continuing from {checkpoint} (step {start_step})")
     if s.ctx.is_main:
         truncate_metrics(s.run, start_step)
     return start_step

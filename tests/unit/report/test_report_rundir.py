@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from report_runs import write_run
 
+from mgs.cli import main
 from mgs.errors import MgsError
 from mgs.report.rundir import RunDirError, load_run, load_runs, parse_metrics
 
@@ -34,6 +35,27 @@ def test_parse_metrics_last_record_of_a_step_wins():
     lines = [json.dumps({"step": s, "x": v}) for s, v in [(0, 1.0), (1, 2.0), (1, 3.0)]]
     metrics, _ = parse_metrics(lines)
     np.testing.assert_array_equal(metrics.get("x"), [1.0, 3.0])
+
+
+def test_parse_metrics_warns_when_two_runs_wrote_one_file(tmp_path, capsys):
+    # What a second `mgs train` into the same directory used to leave (steps 0, 1, 2, 0, 1).
+    steps = [(0, 1.0), (1, 2.0), (2, 3.0), (0, 10.0), (1, 20.0)]
+    lines = [json.dumps({"step": s, "x": v}) for s, v in steps]
+    metrics, notes = parse_metrics(lines)
+    np.testing.assert_array_equal(metrics.get("x"), [10.0, 20.0, 3.0])  # a mix of both runs
+    assert notes == [
+        "warning: metrics.jsonl, line 4 goes back to step 0 after step 2: two runs wrote into "
+        "this directory, so its curves mix them (the last record of each step is plotted); "
+        "train each run into its own directory"
+    ]
+    _, notes = parse_metrics(lines[:3])  # one run (a resumed one drops what it runs again)
+    assert notes == []
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: run: {run / 'metrics.jsonl'}, line 4 goes back to step 0 after step 2" in out
 
 
 def test_parse_metrics_skips_a_truncated_last_line_only():
