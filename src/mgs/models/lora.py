@@ -43,6 +43,7 @@ __all__ = [
     "apply_lora",
     "import_peft",
     "is_adapter_dir",
+    "is_adapter_name",
     "load_adapter_state",
     "lora_of",
     "merge_lora_state",
@@ -103,6 +104,14 @@ def import_peft() -> Any:
             "model.lora to train every weight"
         ) from None
     return peft
+
+
+_ADAPTER_PART = re.compile(r"(^|\.)(lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.|$)")
+
+
+def is_adapter_name(name: str) -> bool:
+    """Whether a parameter name is a LoRA adapter's (``...q_proj.lora_A.default.weight``)."""
+    return _ADAPTER_PART.search(name) is not None
 
 
 def _peft_config(cfg: LoRAConfig) -> Any:

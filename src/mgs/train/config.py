@@ -36,7 +36,7 @@ from mgs.rl.vllm_engine import VLLMConfig
 from mgs.strategy import StrategyConfig, check_schedule
 from mgs.tiny import DEFAULT_CONFIG
 from mgs.tiny.config import TinyModelConfig, WarmStartConfig
-from mgs.train.config_checks import check_positions, check_rollouts
+from mgs.train.config_checks import check_lora, check_positions, check_rollouts
 from mgs.train.distributed import DistributedConfig
 from mgs.train.precision import MixedPrecisionConfig
 
@@ -290,6 +290,7 @@ class TrainConfig:
                 )
         check_rollouts(self)
         check_positions(self)
+        check_lora(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
