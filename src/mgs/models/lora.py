@@ -305,6 +305,7 @@ def merge_lora_state(state: dict[str, Any], scaling: float) -> dict[str, Any]:
             adapters.setdefault(found["module"], {})[found["kind"]] = value
             continue
         out[name.replace(".base_layer.", ".")] = value
+    merged: dict[tuple, Any] = {}  # storage of a base weight -> its merged tensor
     for module, parts in adapters.items():
         weight = f"{module}.weight"
         if weight not in out or len(parts) != 2:
@@ -314,5 +315,10 @@ def merge_lora_state(state: dict[str, Any], scaling: float) -> dict[str, Any]:
             delta = parts["lora_B"].float() @ parts["lora_A"].float()  # [out, in]
         else:
             delta = (parts["lora_embedding_B"].float() @ parts["lora_embedding_A"].float()).T
-        out[weight] = (base.float() + scaling * delta).to(base.dtype)  # [out, in] / [V, H]
-    return out
+        merged[_storage(base)] = out[weight] = (base.float() + scaling * delta).to(base.dtype)
+    # Tied weights (an LM head sharing the embedding's storage) stay tied to the merged tensor.
+    return {name: merged.get(_storage(value), value) for name, value in out.items()}
+
+
+def _storage(tensor: Any) -> tuple:
+    return (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
