@@ -223,7 +223,7 @@ def _gib(size: float) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n / 1e9:.2f}e9" if n >= 1e7 else f"{n / 1e6:.2f}e6"
+    return f"{n / 1e9:.2f}e9" if n >= 1e9 else f"{n / 1e6:.2f}e6"
 
 
 def trained_parameters(cfg: Any, arch: Architecture) -> int:
@@ -241,7 +241,8 @@ def _persistent(cfg: Any, arch: Architecture, shard: int) -> list[MemoryItem]:
     part = f"{_count(n)} params x {e} B{ranks}"
     items = [MemoryItem(f"policy ({dtype})", n * e // shard, part)]
     trained = trained_parameters(cfg, arch)
-    if lora is not None:
+    if lora is not None:  # peft keeps adapters in float32 whatever the base's dtype
+        e = DTYPE_BYTES["float32"]
         part = f"{_count(trained)} adapter params (r={lora.r}) x {e} B{ranks}"
         items.append(MemoryItem("LoRA adapters", trained * e // shard, part))
     items += [
@@ -252,7 +253,8 @@ def _persistent(cfg: Any, arch: Architecture, shard: int) -> list[MemoryItem]:
         items.append(MemoryItem("KL reference (frozen)", n * e // shard, part))
     if cfg.strategy.needs_surgeon:
         k = len({source.domain for source in cfg.data.sources})
-        buffer = cfg.strategy.buffer_dtype if cfg.strategy.buffer_dtype != "auto" else dtype
+        auto = dtype if lora is None else "float32"  # auto: the trained parameters' dtype
+        buffer = cfg.strategy.buffer_dtype if cfg.strategy.buffer_dtype != "auto" else auto
         size = k * trained * DTYPE_BYTES[buffer] // shard
         how = f"{k} domains x {_count(trained)} x {DTYPE_BYTES[buffer]} B ({buffer})"
         items.append(

@@ -219,6 +219,12 @@ def test_lora_and_bf16_compute_by_hand() -> None:
     )
     assert bf16["policy (float32)"] == 1352 * 4 // 2 and bf16["gradients"] == 1352 * 4 // 2
     assert bf16["FSDP2 gathered weights"] == (2 * 168 + 3 * 592) * 2  # root grads too
+    # A bfloat16 base: peft keeps the adapters (and so their gradients, state, buffers) float32.
+    half = _sizes(
+        estimate_memory(_cfg(lora, "model.dtype=bfloat16"), arch, rm, world_size=2, gpu_gib=GPU)
+    )
+    assert half["policy (bfloat16)"] == 1352 * 2 // 2 and half["LoRA adapters"] == 112 * 4 // 2
+    assert half["MGS buffers (K=3)"] == 3 * 112 * 4 // 2 and half["gradients"] == 112 * 4 // 2
 
 
 def test_config_json_is_found_or_asked_for(tmp_path, monkeypatch) -> None:
