@@ -41,6 +41,7 @@ __all__ = [
     "LoRAConfig",
     "adapter_state",
     "apply_lora",
+    "attach_adapters",
     "import_peft",
     "is_adapter_dir",
     "is_adapter_name",
@@ -133,11 +134,10 @@ def apply_lora(model: Any, cfg: LoRAConfig) -> Any:
     """``model`` (a Hugging Face causal LM) with ``cfg``'s adapters: peft's ``PeftModelForCausalLM``,
     every base weight frozen. A target that matches no module is a :class:`ConfigError` listing the
     model's linear layers."""
-    peft = import_peft()
     from torch import nn
 
     try:
-        return peft.get_peft_model(model, _peft_config(cfg))
+        return attach_adapters(model, _peft_config(cfg))
     except ValueError as exc:
         linears = sorted(
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
@@ -146,6 +146,17 @@ def apply_lora(model: Any, cfg: LoRAConfig) -> Any:
             f"model.lora.target_modules {cfg.target_modules} do not fit this model "
             f"({(str(exc).splitlines() or [''])[0]}); its linear layers are: {', '.join(linears)}"
         ) from None
+
+
+def attach_adapters(model: Any, config: Any) -> Any:
+    """``peft.get_peft_model(model, config)`` (peft's ``LoraConfig``). With gradient checkpointing
+    on, the embeddings' output is made to require grad first: with reentrant checkpointing (the
+    default of transformers 4) a frozen embedding would otherwise cut the adapters' gradients."""
+    from mgs.train.modeling import checkpointing_enabled
+
+    if checkpointing_enabled(model):
+        model.enable_input_require_grads()
+    return import_peft().get_peft_model(model, config)
 
 
 def _unwrap(model: Any) -> Any:

@@ -179,9 +179,9 @@ def build_on_meta(spec: ModelSpec) -> nn.Module:
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if spec.lora is not None:
-        from mgs.models.lora import import_peft
+        from mgs.models.lora import attach_adapters
 
-        model = import_peft().get_peft_model(model, copy.deepcopy(spec.lora))
+        model = attach_adapters(model, copy.deepcopy(spec.lora))
     model.train(spec.training)
     return model
 
