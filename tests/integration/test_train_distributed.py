@@ -148,9 +148,26 @@ def test_lora_bf16_fsdp2_resumes_and_saves_the_adapter_and_merged_policy(tmp_pat
         for key, value in want.items():
             if not key.startswith(("time/", "reward/time/")):
                 assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (got["step"], key)
+    import peft
+    import torch
     from transformers import AutoModelForCausalLM
 
+    from mgs.tiny.config import TinyModelConfig
+    from mgs.tiny.model import build_tiny_policy, build_tiny_tokenizer
+
     run = tmp_path / "straight"
-    assert (run / "model" / "adapter_config.json").is_file()
-    policy = AutoModelForCausalLM.from_pretrained(run / "model_merged")
-    assert {str(p.dtype) for p in policy.parameters()} == {"torch.float32"}  # master weights
+    merged_policy = AutoModelForCausalLM.from_pretrained(run / "model_merged")
+    assert {str(p.dtype) for p in merged_policy.parameters()} == {"torch.float32"}
+    # The two saves agree: the adapter in model/, put on the (deterministic) tiny base by peft and
+    # merged, is the merged policy in model_merged/.
+    base = build_tiny_policy(build_tiny_tokenizer(), TinyModelConfig(**CONFIG["model"]["tiny"]))
+    oracle = peft.PeftModel.from_pretrained(base, str(run / "model")).merge_and_unload()
+    want, got = oracle.state_dict(), merged_policy.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6, msg=name)
+    untouched = build_tiny_policy(
+        build_tiny_tokenizer(), TinyModelConfig(**CONFIG["model"]["tiny"])
+    )
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(got[name], untouched.state_dict()[name])  # the adapters were merged
