@@ -201,6 +201,8 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         key = _join(prefix, f.name)
         sub = _dataclass_in(hints[f.name])
         if sub is not None:
+            if f.default is None:  # an optional section, off by default: say so, then its keys
+                rows.append((key, "None", f.metadata.get("help", "")))
             rows.extend(describe(sub, key))
             continue
         if f.default is not _MISSING:

@@ -12,7 +12,8 @@
       eval.md                   the before / after table
       eval_results.json (.md)   what `mgs eval RUN` writes by default
       checkpoints/step_XXXXXX/  model/ (Hugging Face directory) + trainer_state.pt
-      model/                    the final policy (Hugging Face directory)
+      model/                    the final policy (Hugging Face directory; LoRA: the adapter)
+      model_merged/             LoRA: the merged policy (logging.save_merged, or a built-in base)
       tensorboard/              event files (logging.tensorboard)
       wandb/                    what W&B writes locally (logging.wandb_project)
       report/                   what `mgs report RUN` writes by default
@@ -50,6 +51,8 @@ class RunDir:
     SURGERY = "surgery"
     CHECKPOINTS = "checkpoints"
     MODEL = "model"
+    MODEL_MERGED = "model_merged"  # a LoRA run's merged policy, beside its adapter in model/
+    ADAPTER_CONFIG = "adapter_config.json"  # what makes model/ a (peft) LoRA adapter
     TENSORBOARD = "tensorboard"
     REPORT = "report"
     TRAINER_STATE = "trainer_state.pt"  # inside a checkpoint, beside its model/
@@ -93,6 +96,21 @@ class RunDir:
     @property
     def model(self) -> Path:
         return self.path / self.MODEL
+
+    @property
+    def model_merged(self) -> Path:
+        return self.path / self.MODEL_MERGED
+
+    def has_adapter(self) -> bool:
+        """``model/`` holds a LoRA adapter (``model.lora``), not a full model."""
+        return (self.model / self.ADAPTER_CONFIG).is_file()
+
+    def policy_dir(self) -> Path:
+        """The Hugging Face directory of the trained policy: ``model/``, or for a LoRA run its
+        merged policy ``model_merged/`` when saved (else ``model/``: the adapter)."""
+        if self.has_adapter() and self.model_merged.is_dir():
+            return self.model_merged
+        return self.model
 
     @property
     def tensorboard(self) -> Path:

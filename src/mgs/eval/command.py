@@ -20,7 +20,9 @@ TEMPLATES = ("zero_think", "chat_template", "plain", "custom")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = "; ".join(f"{k}: {v.about}" for k, v in BENCHMARKS.items())
     parser.add_argument(
-        "model", nargs="?", help="Hugging Face model directory, or a run directory of mgs train."
+        "model",
+        nargs="?",
+        help="Hugging Face model directory, LoRA adapter directory, or a run directory of mgs train.",
     )
     parser.add_argument(
         "--bench",

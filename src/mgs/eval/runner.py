@@ -38,11 +38,13 @@ class ModelLoadError(MgsError):
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """The Hugging Face directory to load: ``path`` itself, or ``path/model`` for a run directory."""
+    """The Hugging Face directory to load: ``path`` itself, or ``path/model`` for a run directory
+    (a LoRA run's ``model_merged/`` when it saved one; else its adapter in ``model/``)."""
     p = Path(path)
     fix = (
-        "pass a Hugging Face model directory (config.json, weights, tokenizer) or a run "
-        "directory written by `mgs train` (config.yaml + model/)"
+        "pass a Hugging Face model directory (config.json, weights, tokenizer), a LoRA adapter "
+        "directory (adapter_config.json) or a run directory written by `mgs train` "
+        "(config.yaml + model/)"
     )
     if not p.exists():
         raise ModelLoadError(f"model directory {str(p)!r} does not exist; {fix}")
@@ -50,12 +52,14 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise ModelLoadError(f"model {str(p)!r} is a file, not a directory; {fix}")
     run = RunDir(p)
     if run.is_trained():
-        p = run.model
+        p = run.policy_dir()
     elif run.config.is_file() and not (p / "config.json").is_file():
         raise ModelLoadError(
             f"run directory {str(p)!r} has no {RunDir.MODEL}/ folder (trained with "
             "logging.save_model: false?); evaluate a run that saved its model"
         )
+    if (p / RunDir.ADAPTER_CONFIG).is_file():
+        return p  # a LoRA adapter: load_model reads its base model
     if not (p / "config.json").is_file():
         raise ModelLoadError(f"{str(p)!r} has no config.json, so it is not a model; {fix}")
     problem = model_dir_problem(p)
@@ -74,6 +78,8 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     dtype = cfg.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.type == "cuda" else "float32"
+    if (model_dir / RunDir.ADAPTER_CONFIG).is_file():
+        return _load_adapter(model_dir, getattr(torch, dtype), device)
     try:
         tokenizer = load_tokenizer(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
@@ -82,6 +88,44 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
         raise ModelLoadError(
             f"cannot load a causal LM and its tokenizer from {str(model_dir)!r} ({first}); "
             "the directory needs config.json, weights and tokenizer files (save_pretrained)"
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model.to(device).eval(), tokenizer
+
+
+def _load_adapter(adapter_dir: Path, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """A LoRA adapter (peft's save_pretrained) on its base model, merged: ``(model, tokenizer)``.
+
+    The base is the adapter config's ``base_model_name_or_path`` (``model.name`` of the run);
+    a base built in-process has none, so such a run must be evaluated from its merged policy."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from mgs.models.lora import import_peft
+
+    config = json.loads((adapter_dir / RunDir.ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(
+            f"the LoRA adapter in {str(adapter_dir)!r} names no base model (its base was built "
+            "in-process); evaluate the run's merged policy (model_merged/, saved with "
+            "logging.save_merged: true)"
+        )
+    peft = import_peft()
+    try:
+        tokenizer = load_tokenizer(
+            adapter_dir if (adapter_dir / "tokenizer.json").is_file() else base
+        )
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        model = peft.PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except load_errors() as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(
+            f"cannot load the LoRA adapter in {str(adapter_dir)!r} on its base model {base!r} "
+            f"({first}); the base must be reachable from this machine"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -26,10 +26,18 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def model_dir(path: str | Path) -> Path:
-    """A Hugging Face model directory: ``path`` itself, or ``path/model`` for an mgs run."""
+    """A Hugging Face model directory: ``path`` itself, or ``path/model`` for an mgs run (a LoRA
+    run's merged policy ``model_merged/``: its ``model/`` is an adapter)."""
+
     p = Path(path)
-    if RunDir(p).is_trained():
-        p = RunDir(p).model
+    run = RunDir(p)
+    if run.is_trained():
+        p = run.policy_dir()
+    if (p / RunDir.ADAPTER_CONFIG).is_file():
+        raise DataError(
+            f"{str(path)!r} holds a LoRA adapter, not full weights; merge the run's merged policy "
+            "(train it with logging.save_merged: true: it is written to model_merged/)"
+        )
     if not (p / "config.json").is_file():
         raise DataError(
             f"{str(path)!r} is not a model directory (no config.json); pass a Hugging Face "

@@ -25,7 +25,7 @@ _REGISTRY: dict[str, BackendBuilder] = {}
 
 def register_backend(name: str) -> Callable[[BackendBuilder], BackendBuilder]:
     """Decorator: ``fn(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options,
-    decode)`` becomes the backend ``name``."""
+    decode, compute_dtype)`` becomes the backend ``name``."""
 
     def wrap(fn: BackendBuilder) -> BackendBuilder:
         _REGISTRY[name] = fn
@@ -47,12 +47,14 @@ def build_backend(
     micro_batch_size: int,
     vllm_options: VLLMConfig | None = None,
     decode: str = "generate",
+    compute_dtype: torch.dtype | None = None,
 ) -> RolloutBackend:
     """The rollout backend called ``name`` for ``model``; an unknown name lists the valid ones.
 
     ``micro_batch_size`` is the rows per ``generate`` call of ``hf`` (vLLM schedules its own
     batches: see ``vllm_options.max_num_seqs``); ``vllm_options`` configures ``vllm`` (default:
-    :class:`VLLMConfig`'s defaults); ``decode`` is ``hf``'s decode loop (``rollout.decode``).
+    :class:`VLLMConfig`'s defaults); ``decode`` is ``hf``'s decode loop (``rollout.decode``);
+    ``compute_dtype`` is ``hf``'s autocast dtype (bf16 mixed precision; vLLM has its own dtype).
     """
     if name not in _REGISTRY:
         raise unknown_name("rollout backend", name, list(_REGISTRY))
@@ -63,6 +65,7 @@ def build_backend(
         micro_batch_size=micro_batch_size,
         vllm_options=vllm_options if vllm_options is not None else VLLMConfig(),
         decode=decode,
+        compute_dtype=compute_dtype,
     )
 
 
@@ -75,6 +78,7 @@ def _hf(
     micro_batch_size: int,
     vllm_options: VLLMConfig,
     decode: str,
+    compute_dtype: torch.dtype | None,
 ) -> RolloutBackend:
     return HFGenerateBackend(
         model,
@@ -82,6 +86,7 @@ def _hf(
         max_prompt_tokens=max_prompt_tokens,
         micro_batch_size=micro_batch_size,
         decode=decode,
+        compute_dtype=compute_dtype,
     )
 
 
@@ -94,5 +99,6 @@ def _vllm(
     micro_batch_size: int,
     vllm_options: VLLMConfig,
     decode: str,
+    compute_dtype: torch.dtype | None,
 ) -> RolloutBackend:
     return VLLMBackend(model, tokenizer, max_prompt_tokens=max_prompt_tokens, config=vllm_options)

@@ -6,12 +6,17 @@ loss scores). Generation runs in eval mode with the KV cache, under a forked RNG
 ``seed`` argument, so the training RNG is not disturbed.
 The same seed, prompts and ``micro_batch_size`` give the same rollouts (the micro-batching
 changes how the random draws are consumed).
+
+A LoRA policy (peft) generates from merged weights: :func:`mgs.models.lora.merged_for_generation`
+merges its adapters into copies of the base weights for the length of a ``generate`` call and puts
+the training weights back afterwards. With ``compute_dtype`` (bf16 mixed precision) generation runs
+under ``torch.autocast``, as the training forward passes do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from transformers import (
@@ -22,6 +27,7 @@ from transformers import (
 )
 
 from mgs.errors import DataError
+from mgs.models.lora import merged_for_generation, peft_model_of
 from mgs.rl.fast_decode import fast_decode, resolve_decode
 from mgs.rl.gumbel import KeyedGumbelSampler
 from mgs.rl.rollout import Completion, FinishReason, RolloutBatch, SamplingConfig
@@ -100,6 +106,13 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = training
 
 
+def _autocast(model: torch.nn.Module, dtype: torch.dtype | None):
+    """``torch.autocast`` on the model's device type with ``dtype``, or a no-op for None."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=next(model.parameters()).device.type, dtype=dtype)
+
+
 @contextmanager
 def _seeded(device: torch.device, seed: int) -> Iterator[None]:
     """Fork the CPU RNG (and ``device``'s, when it is an accelerator), seed them, restore after."""
@@ -143,6 +156,7 @@ class HFGenerateBackend:
         micro_batch_size: int,
         add_special_tokens: bool = False,
         decode: str = "generate",
+        compute_dtype: torch.dtype | None = None,
     ) -> None:
         if max_prompt_tokens < 1 or micro_batch_size < 1:
             raise ValueError(
@@ -154,10 +168,13 @@ class HFGenerateBackend:
         self.max_prompt_tokens = max_prompt_tokens
         self.micro_batch_size = micro_batch_size
         self.add_special_tokens = add_special_tokens
+        self.compute_dtype = compute_dtype
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
-        self.decode_loop = resolve_decode(model, decode, sharded=_sharded_across_ranks(model))
+        peft_model = peft_model_of(model)  # a LoRA policy decodes with its (merged) base model
+        decoded = model if peft_model is None else peft_model.get_base_model()
+        self.decode_loop = resolve_decode(decoded, decode, sharded=_sharded_across_ranks(model))
 
     def generate(
         self,
@@ -169,7 +186,19 @@ class HFGenerateBackend:
     ) -> RolloutBatch:
         """``cfg.n`` completions per prompt. ``keys``: a global id per prompt (default: its index);
         with ``cfg.batch_invariant`` a completion depends only on ``(seed, key, rollout j)``."""
-        model = self._model()
+        policy = self._model()
+        with merged_for_generation(policy) as model, _autocast(policy, self.compute_dtype):
+            return self._generate(model, prompts, cfg, seed=seed, keys=keys)
+
+    def _generate(
+        self,
+        model: torch.nn.Module,
+        prompts: list[str],
+        cfg: SamplingConfig,
+        *,
+        seed: int,
+        keys: Sequence[int] | None,
+    ) -> RolloutBatch:
         prompt_ids = self._encode(prompts)
         rows = [i for i in range(len(prompts)) for _ in range(cfg.n)]  # group-contiguous
         keys = list(range(len(prompts))) if keys is None else list(keys)

@@ -21,7 +21,9 @@ Temperature 0 sends one greedy request per prompt and repeats it ``n`` times.
 
 **Weight sync** (:meth:`VLLMBackend.sync_weights`, after each optimizer step): the policy's full
 weights, gathered from FSDP2 shards and chunked, go into the engine's ``load_weights``; the prefix
-cache is reset before the next generation, since its keys/values came from the old weights. With
+cache is reset before the next generation, since its keys/values came from the old weights. A LoRA
+policy's engine serves its frozen base with ``enable_lora``: a sync writes the adapter to disk and
+the next generation names it in a ``LoRARequest`` (:mod:`mgs.rl.vllm_lora`). With
 ``enable_sleep_mode`` the engine sleeps between generations, so training gets its GPU memory back.
 vLLM's ``sleep`` also pauses its scheduler, which resumes only once every tag is awake again, so
 ``generate`` is never called while ``is_sleeping()`` says True (it would wait forever); a level-2
@@ -39,6 +41,7 @@ from typing import Any
 import torch
 
 from mgs.errors import ConfigError, DataError, MgsError
+from mgs.models.lora import lora_of
 from mgs.rl.hf_generate import _eos_ids, completion_end
 from mgs.rl.rollout import Completion, FinishReason, RolloutBatch, SamplingConfig
 from mgs.rl.vllm_engine import (
@@ -55,6 +58,7 @@ from mgs.rl.vllm_engine import (
     release_sleep_mode,
     worker_in_process,
 )
+from mgs.rl.vllm_lora import AdapterSync
 
 __all__ = ["INSTALL_HINT", "VLLMBackend", "VLLMConfig", "request_seed"]
 
@@ -118,11 +122,15 @@ class VLLMBackend:
         self._asleep: set[str] = set()  # tags of the engine's memory that is released
         self._stale = config.load_format == "dummy"  # engine weights differ from the policy's
         self._cache_dirty = False  # prefix cache holds keys/values of older weights
+        self.adapters: AdapterSync | None = None  # a LoRA policy's adapters, for the engine
         try:
             check_engine_weights(self.llm)
         except MgsError:
             self.close()
             raise
+        if lora_of(model) is not None:
+            self.adapters = AdapterSync()
+            self.adapters.push(model, self.api)  # the adapter the first generation names
         if config.enable_sleep_mode:  # awake only while generating or loading weights
             self._sleep()
 
@@ -165,7 +173,10 @@ class VLLMBackend:
         if self._cache_dirty and llm.reset_prefix_cache() is False:
             raise RuntimeError("vLLM did not reset its prefix cache (requests still running?)")
         self._cache_dirty = False
-        outputs = llm.generate(requests, sampling_params=params, use_tqdm=False)
+        adapter = {} if self.adapters is None else {"lora_request": self.adapters.request}
+        outputs = llm.generate(requests, sampling_params=params, use_tqdm=False, **adapter)
+        if self.adapters is not None:
+            self.adapters.prune()  # the engine has read the newest adapter
         if self.config.enable_sleep_mode:
             self._sleep()
         if len(outputs) != len(requests):
@@ -180,9 +191,14 @@ class VLLMBackend:
         return RolloutBatch(completions=completions, n=cfg.n)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Push ``model``'s weights into the engine (every rank must call it under FSDP2)."""
+        """Push ``model``'s weights into the engine (every rank must call it under FSDP2); a LoRA
+        policy's adapter, which the next generation names."""
         self._engine()
         self.model = model
+        if self.adapters is not None:
+            self.adapters.push(model, self.api)
+            self._cache_dirty = True
+            return
         self._wake({"weights"})
         self._push(model)
 
@@ -190,6 +206,8 @@ class VLLMBackend:
         """Shut the engine down and drop it, so that its GPU memory can be freed."""
         llm, self.llm, self.model = self.llm, None, None
         release_sleep_mode(self)
+        if getattr(self, "adapters", None) is not None:
+            self.adapters.close()
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if hasattr(core, "shutdown"):
             core.shutdown()
@@ -274,6 +292,8 @@ class VLLMBackend:
 
     def _push(self, model: torch.nn.Module) -> None:
         chunk = self.config.sync_chunk_mb * 2**20
-        push_weights(self._engine(), model, chunk, in_process=self.in_process)
+        push_weights(self._engine(), model, chunk, in_process=self.in_process)  # LoRA: the base
+        if self.adapters is not None:  # the engine's adapter went with its weights: reload it
+            self.adapters.reissue(self.api)
         self._stale = False
         self._cache_dirty = True

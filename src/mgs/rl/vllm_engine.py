@@ -45,6 +45,8 @@ import torch
 
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError, MgsError
+from mgs.models.lora import is_adapter_name, lora_of
+from mgs.rl.vllm_lora import lora_engine_kwargs
 
 __all__ = [
     "INSTALL_HINT",
@@ -173,9 +175,13 @@ def import_vllm() -> SimpleNamespace:
             *high,
         )
     from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
 
     return SimpleNamespace(
-        LLM=vllm.LLM, SamplingParams=vllm.SamplingParams, TokensPrompt=TokensPrompt
+        LLM=vllm.LLM,
+        SamplingParams=vllm.SamplingParams,
+        TokensPrompt=TokensPrompt,
+        LoRARequest=LoRARequest,
     )
 
 
@@ -268,6 +274,9 @@ def engine_kwargs(cfg: VLLMConfig, model: torch.nn.Module, tokenizer: Any) -> di
     for name in ("max_model_len", "max_num_seqs"):
         if getattr(cfg, name) is not None:
             kwargs[name] = getattr(cfg, name)
+    lora = lora_of(model)
+    if lora is not None:  # the engine serves the frozen base; requests name the adapter
+        kwargs.update(lora_engine_kwargs(lora))
     if _world_size() > 1:
         if cfg.tensor_parallel_size != 1:
             raise MgsError(
@@ -312,8 +321,12 @@ def check_engine_weights(llm: Any) -> None:
 
 
 def hf_name(name: str) -> str:
-    """``name`` without the parts wrappers add: the name in the Hugging Face checkpoint."""
-    return ".".join(p for p in name.split(".") if p not in WRAPPER_PARTS)
+    """``name`` without the parts wrappers add: the name in the Hugging Face checkpoint (a LoRA
+    policy's base weight ``base_model.model.<module>.base_layer.weight`` -> ``<module>.weight``)."""
+    parts = [p for p in name.split(".") if p not in WRAPPER_PARTS]
+    if parts[:2] == ["base_model", "model"]:  # peft's prefix
+        parts = [p for p in parts[2:] if p != "base_layer"]
+    return ".".join(parts)
 
 
 def full_weight_chunks(
@@ -321,12 +334,16 @@ def full_weight_chunks(
 ) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """The policy's parameters as ``(Hugging Face name, full tensor)`` lists of about
     ``chunk_bytes`` each (a larger tensor is a chunk of its own). Tied parameters appear once.
-    DTensor parameters are all-gathered, so every rank must run the whole iteration."""
+    DTensor parameters are all-gathered, so every rank must run the whole iteration. A LoRA
+    policy gives its base weights only (the engine gets the adapter as a ``LoRARequest``)."""
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module  # its parameters are named module.<name>
+    lora = lora_of(model) is not None
     chunk: list[tuple[str, torch.Tensor]] = []
     size = 0
     for name, param in model.named_parameters():
+        if lora and is_adapter_name(name):
+            continue
         tensor = param.detach()
         if hasattr(tensor, "full_tensor"):  # a DTensor; FSDP2 may keep its shards on the CPU
             mesh_device = getattr(getattr(tensor, "device_mesh", None), "device_type", "cpu")

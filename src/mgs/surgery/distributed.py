@@ -54,6 +54,22 @@ def wrap_like(param: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
     )
 
 
+def reshard_fsdp(model: torch.nn.Module) -> None:
+    """Register every FSDP2 unit's *sharded* parameters before the surgeon lists them.
+
+    FSDP2 keeps the root unit's parameters unsharded after a forward that had no backward (e.g.
+    an evaluation under ``torch.no_grad()``); a surgeon built then would lay out those plain,
+    soon-freed tensors instead of the sharded ``DTensor`` parameters the optimizer steps.
+    """
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

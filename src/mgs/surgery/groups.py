@@ -32,16 +32,33 @@ _WRAPPER_PARTS = re.compile(
     r"(^|\.)(module|_orig_mod|_fsdp_wrapped_module|_checkpoint_wrapped_module)(?=\.)"
 )
 _NUMERIC = re.compile(r"^\d+$")
+# What peft adds to a LoRA policy's names: the ``base_model.model.`` prefix, and the adapter's
+# name after each adapter part (``q_proj.lora_A.default.weight``; an embedding's parameter is
+# ``embed_tokens.lora_embedding_A.default`` itself).
+_PEFT_PREFIX = re.compile(r"^base_model\.model\.")
+ADAPTER_PARTS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+_ADAPTER_NAME = re.compile(r"\.(" + "|".join(ADAPTER_PARTS) + r")\.[^.]+(?=\.|$)")
 
 
 def clean_name(name: str) -> str:
-    """Parameter name without wrapper prefixes: ``module.model.layers.0.x`` -> ``model.layers.0.x``."""
-    return _WRAPPER_PARTS.sub("", name).lstrip(".")
+    """Parameter name without wrapper prefixes: ``module.model.layers.0.x`` -> ``model.layers.0.x``;
+    a peft (LoRA) name also loses peft's prefix and the adapter's name:
+    ``base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight`` ->
+    ``model.layers.0.self_attn.q_proj.lora_A.weight``."""
+    name = _WRAPPER_PARTS.sub("", name).lstrip(".")
+    return _ADAPTER_NAME.sub(r".\1", _PEFT_PREFIX.sub("", name))
 
 
 def module_key(name: str) -> str:
-    """Owning module of a parameter: ``model.layers.0.mlp.up_proj.weight`` -> ``...mlp.up_proj``."""
-    return name.rsplit(".", 1)[0] if "." in name else name
+    """Owning module of a parameter: ``model.layers.0.mlp.up_proj.weight`` -> ``...mlp.up_proj``.
+
+    A LoRA adapter's parameters belong to the module they adapt: ``...q_proj.lora_A.weight`` and
+    ``...q_proj.lora_B.weight`` -> ``...q_proj`` (one group holds a module's A and B)."""
+    parts = name.split(".")
+    owner = parts[:-1] if len(parts) > 1 else parts
+    while len(owner) > 1 and owner[-1] in ADAPTER_PARTS:
+        owner = owner[:-1]
+    return ".".join(owner)
 
 
 def layer_key(name: str) -> str:

@@ -50,6 +50,26 @@ _CHUNK = 512
 _GRAIN = 32768  # at::internal::GRAIN_SIZE: smaller elementwise kernels run on one thread
 
 
+@contextlib.contextmanager
+def exact_fp32_matmul(device: torch.device) -> Iterator[None]:
+    """IEEE float32 matmuls on CUDA inside the block, whatever TF32 setting the run chose (bf16
+    mixed precision allows TF32 elsewhere): the Gram matrices and the write pass keep float32's
+    24-bit mantissa. A no-op on other devices."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    name, exact = (
+        ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    )
+    saved = getattr(matmul, name)
+    setattr(matmul, name, exact)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, saved)
+
+
 class GradientSurgeon:
     """Per-domain gradients and their combination by a Gram-matrix aggregator, per group.
 
@@ -94,6 +114,7 @@ class GradientSurgeon:
         self.aggregator = get_aggregator(aggregator)
         self.seed = int(seed)
         self.check_ranks = check_ranks
+        mgs_dist.reshard_fsdp(model)  # FSDP2: lay out the sharded parameters, not gathered ones
         groups, params = partition(model, granularity)
         self.groups: list[Group] = groups
         dtypes = {p.dtype for p in params.values()}
@@ -248,9 +269,13 @@ class GradientSurgeon:
         """
         if self._current is not None:
             raise RuntimeError("surgeon.apply() called inside a surgeon.domain(...) block")
-        num_domains, num_groups = len(self.domains), len(self._bounds)
         if self.check_ranks and mgs_dist.world_size() > 1:
             mgs_dist.check_rank_agreement(self._signature(), "the domains run (and their order)")
+        with exact_fp32_matmul(self.device):  # a run may allow TF32: the surgery stays float32
+            return self._apply(max_norm)
+
+    def _apply(self, max_norm: float | None) -> SurgeryStats:
+        num_domains, num_groups = len(self.domains), len(self._bounds)
         gram = self._gram()  # [M, K, K] float64
         active = torch.zeros(num_domains, dtype=torch.bool)
         active[sorted(set(self._active))] = True

@@ -15,6 +15,10 @@ A checkpoint damaged later (a truncated copy) is named by :func:`load_state` /
 Everything else the trainer draws (rollout seeds, mini-batch orders) is derived from the step
 number, so a resumed run logs the same metrics, step for step, as an uninterrupted one. Under FSDP2 the full state dicts are gathered from the shards (a collective:
 every rank calls :func:`save_checkpoint` / :func:`save_policy`), and only rank 0 writes.
+
+A LoRA policy's checkpoints hold its adapter only (peft's ``save_pretrained``: the base weights
+never change, and a resumed run rebuilds them from ``model.name``), and the optimizer state of the
+adapters; the final ``model/`` is the adapter, ``model_merged/`` (on request) the merged policy.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ import numpy as np
 import torch
 
 from mgs.errors import ConfigError
+from mgs.models.lora import (
+    adapter_state,
+    load_adapter_state,
+    lora_of,
+    merge_lora_state,
+    peft_model_of,
+    save_adapter,
+)
 from mgs.run_dir import RunDir
 from mgs.train.distributed import barrier, gather_objects
 from mgs.train.modeling import unsharded_class
@@ -77,13 +89,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def full_states(trainer: GRPOTrainer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Unsharded (model, optimizer) state dicts; a collective under FSDP2 (rank 0 gets them)."""
+    """Unsharded (model, optimizer) state dicts; a collective under FSDP2 (rank 0 gets them).
+
+    A LoRA policy's model state is its adapters' (the base is frozen)."""
+    if peft_model_of(trainer.policy) is not None:
+        return adapter_state(trainer.policy), _optimizer_state(trainer)
     if trainer.ctx.strategy == "fsdp2":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_state_dict(trainer.policy, trainer.optimizer, options=options)
     return trainer.policy.state_dict(), trainer.optimizer.state_dict()
+
+
+def _optimizer_state(trainer: GRPOTrainer) -> dict[str, Any]:
+    if trainer.ctx.strategy != "fsdp2":
+        return trainer.optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(trainer.policy, trainer.optimizer, options=options)
+
+
+def full_model_state(trainer: GRPOTrainer) -> dict[str, Any]:
+    """The policy's whole state dict, unsharded (a collective under FSDP2; rank 0 gets it)."""
+    if trainer.ctx.strategy == "fsdp2":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(trainer.policy, options=options)
+    return trainer.policy.state_dict()
 
 
 def trainer_state(
@@ -103,16 +138,33 @@ def trainer_state(
 
 
 def write_model(trainer: GRPOTrainer, path: Path, model_state: dict[str, Any]) -> None:
-    """The policy (with ``model_state``'s weights) and its tokenizer as a Hugging Face directory."""
-    trainer.policy.save_pretrained(path, state_dict=model_state, safe_serialization=True)
+    """The policy (with ``model_state``'s weights) and its tokenizer as a Hugging Face directory;
+    a LoRA policy's adapter (``model_state``: :func:`~mgs.models.lora.adapter_state`)."""
+    if peft_model_of(trainer.policy) is not None:
+        save_adapter(trainer.policy, path, model_state)
+    else:
+        trainer.policy.save_pretrained(path, state_dict=model_state, safe_serialization=True)
     trainer.tokenizer.save_pretrained(path)
 
 
-def save_policy(trainer: GRPOTrainer, path: Path) -> None:
-    """The policy as a Hugging Face directory (safetensors) on rank 0; every rank calls it."""
+def save_policy(trainer: GRPOTrainer, path: Path, merged: Path | None = None) -> None:
+    """The policy as a Hugging Face directory (safetensors) on rank 0; every rank calls it.
+
+    A LoRA policy: its adapter in ``path`` and, when ``merged`` is given, the merged policy (base
+    weights + ``alpha / r * B @ A``) as a full Hugging Face directory there."""
     model_state, _ = full_states(trainer)
     if trainer.ctx.is_main:
         write_model(trainer, path, model_state)
+    del model_state
+    if merged is not None and peft_model_of(trainer.policy) is not None:
+        state = full_model_state(trainer)
+        if trainer.ctx.is_main:
+            config = lora_of(trainer.policy)
+            weights = merge_lora_state(state, config.lora_alpha / config.r)
+            base = peft_model_of(trainer.policy).get_base_model()
+            base.save_pretrained(merged, state_dict=weights, safe_serialization=True)
+            trainer.tokenizer.save_pretrained(merged)
+        del state
     barrier()
 
 
@@ -222,8 +274,14 @@ def restore(trainer: GRPOTrainer, checkpoint: Path) -> int:
 def _load_weights_and_optimizer(
     trainer: GRPOTrainer, model_dir: Path, optimizer_state: dict[str, Any]
 ) -> None:
+    lora = peft_model_of(trainer.policy) is not None  # the checkpoint holds the adapter only
     if trainer.ctx.strategy != "fsdp2":
-        trainer.policy.load_state_dict(_saved_weights(trainer.policy, model_dir))
+        if lora:
+            trainer.policy.load_state_dict(
+                load_adapter_state(model_dir, trainer.policy), strict=False
+            )
+        else:
+            trainer.policy.load_state_dict(_saved_weights(trainer.policy, model_dir))
         trainer.optimizer.load_state_dict(optimizer_state)
         return
     from torch.distributed.checkpoint.state_dict import (
@@ -232,12 +290,19 @@ def _load_weights_and_optimizer(
         set_optimizer_state_dict,
     )
 
-    # As at start-up: rank 0 reads the weights, every rank receives its shards.
-    full = _saved_weights(trainer.policy, model_dir) if trainer.ctx.is_main else {}
+    # As at start-up: rank 0 reads the weights, every rank receives its shards (a LoRA
+    # policy's adapters only: its base weights are the ones it was built with).
+    full: dict[str, Any] = {}
+    if trainer.ctx.is_main:
+        full = (
+            load_adapter_state(model_dir, trainer.policy)
+            if lora
+            else _saved_weights(trainer.policy, model_dir)
+        )
     set_model_state_dict(
         trainer.policy,
         full,
-        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
+        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=not lora),
     )
     del full
     set_optimizer_state_dict(

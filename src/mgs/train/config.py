@@ -27,6 +27,7 @@ from typing import Any, Literal
 from mgs.data.pipeline import DataConfig
 from mgs.dataclass_config import apply_overrides, from_dict, load_yaml, option
 from mgs.errors import ConfigError
+from mgs.models.lora import LoRAConfig
 from mgs.models.registry import is_builtin_model
 from mgs.rewards.config import RewardsConfig
 from mgs.rl.losses import GRPOLossConfig
@@ -35,8 +36,9 @@ from mgs.rl.vllm_engine import VLLMConfig
 from mgs.strategy import StrategyConfig, check_schedule
 from mgs.tiny import DEFAULT_CONFIG
 from mgs.tiny.config import TinyModelConfig, WarmStartConfig
-from mgs.train.config_checks import check_positions, check_rollouts
+from mgs.train.config_checks import check_lora, check_positions, check_rollouts
 from mgs.train.distributed import DistributedConfig
+from mgs.train.precision import MixedPrecisionConfig
 
 
 @dataclass
@@ -60,6 +62,18 @@ class ModelConfig:
     gradient_checkpointing: bool = option(
         False, help="Recompute activations in backward to save memory (large models)."
     )
+    mixed_precision: MixedPrecisionConfig = option(
+        default_factory=MixedPrecisionConfig,
+        help="bf16 compute with float32 master weights (docs/lora.md#mixed-precision).",
+    )
+    lora: LoRAConfig | None = option(
+        None,
+        help="Train low-rank adapters instead of every weight (through peft: pip install "
+        "'mgs[lora]'; docs/lora.md); null: full fine-tuning.",
+    )
+
+    def __post_init__(self) -> None:
+        self.mixed_precision.check_master_dtype(self.dtype)
 
 
 @dataclass
@@ -210,6 +224,12 @@ class LoggingConfig:
     wandb_project: str | None = option(None, help="Also log to this Weights & Biases project.")
     progress: bool = option(True, help="Show a progress bar.")
     save_model: bool = option(True, help="Save the final policy as a Hugging Face directory.")
+    save_merged: bool = option(
+        False,
+        help="With model.lora: also save the merged policy (base + adapters) as a full Hugging "
+        "Face directory in model_merged/ (model/ holds the adapter). Saved anyway when the base "
+        "cannot be reloaded by model.name (built in-process or warm-started).",
+    )
     checkpoint_every: int = option(
         0, help="Write a resumable checkpoint every N steps (0: never); see `mgs train --resume`."
     )
@@ -280,6 +300,7 @@ class TrainConfig:
                 )
         check_rollouts(self)
         check_positions(self)
+        check_lora(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

@@ -76,3 +76,17 @@ def check_positions(cfg: TrainConfig) -> None:
         f"{prompt + response}; raise model.tiny.max_positions to at least {prompt + response} or "
         "lower the other two"
     )
+
+
+def check_lora(cfg: TrainConfig) -> None:
+    """LoRA settings the rollout backend cannot serve: vLLM applies adapters to linear layers only
+    (the embeddings and the output head are not), so say so before anything loads."""
+    lora = cfg.model.lora
+    if lora is None or cfg.rollout.backend != "vllm":
+        return
+    refused = [t for t in lora.target_modules if t in ("embed_tokens", "lm_head")]
+    if refused:
+        raise ConfigError(
+            f"model.lora.target_modules has {', '.join(refused)}, but rollout.backend: vllm "
+            "serves LoRA adapters on linear layers only; drop them, or use rollout.backend: hf"
+        )

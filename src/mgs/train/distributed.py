@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -115,36 +115,55 @@ def distributed_session(cfg: DistributedConfig, device: torch.device) -> Iterato
             dist.destroy_process_group()
 
 
-def wrap_policy(policy: nn.Module, ctx: DistContext) -> nn.Module:
+def wrap_policy(policy: nn.Module, ctx: DistContext, mp_policy: Any = None) -> nn.Module:
     """The module the training forward/backward runs through (the policy itself for FSDP2).
 
     Under FSDP2 the trainer's policy comes already sharded (``modeling.shard_from_rank0``); a
-    full one is sharded here.
+    full one is sharded here (with ``mp_policy``: bf16 compute, :mod:`mgs.train.precision`).
     """
     if not ctx.enabled:
         return policy
     if ctx.strategy == "ddp":
         device_ids = [ctx.local_rank] if next(policy.parameters()).is_cuda else None
         return nn.parallel.DistributedDataParallel(policy, device_ids=device_ids)
-    from torch.distributed.fsdp import FSDPModule
-
-    if not isinstance(policy, FSDPModule):
-        shard_module(policy)
+    if fsdp_root(policy) is None:
+        shard_module(policy, mp_policy)
     return policy
 
 
-def shard_module(model: nn.Module) -> nn.Module:
+def _shard_target(model: nn.Module) -> nn.Module:
+    """The module whose decoder layers and root get ``fully_shard``: the model, or a LoRA policy's
+    base model (peft calls it, hooks included, both in forward and in ``generate``)."""
+    from mgs.models.lora import peft_model_of
+
+    peft_model = peft_model_of(model)
+    return model if peft_model is None else peft_model.get_base_model()
+
+
+def shard_module(model: nn.Module, mp_policy: Any = None) -> nn.Module:
     """``fully_shard`` each decoder layer, then the root (embeddings, final norm, LM head).
 
     One all-gather per layer in forward and backward, so only one layer is ever unsharded; works
-    on a module on ``meta`` too (then ``to_empty`` allocates just this rank's shards).
+    on a module on ``meta`` too (then ``to_empty`` allocates just this rank's shards). A LoRA
+    policy's base model is sharded (its adapters with the layers that hold them). ``mp_policy``:
+    FSDP2's ``MixedPrecisionPolicy`` on every unit (None: compute in the parameters' dtype).
     """
     from torch.distributed.fsdp import fully_shard
 
-    for layer in _decoder_layers(model):
-        fully_shard(layer)
-    fully_shard(model)
+    kwargs = {} if mp_policy is None else {"mp_policy": mp_policy}
+    target = _shard_target(model)
+    for layer in _decoder_layers(target):
+        fully_shard(layer, **kwargs)
+    fully_shard(target, **kwargs)
     return model
+
+
+def fsdp_root(model: nn.Module) -> Any:
+    """The FSDP2 root of a sharded policy (itself, or a LoRA policy's base model), else None."""
+    from torch.distributed.fsdp import FSDPModule
+
+    target = _shard_target(model)
+    return target if isinstance(target, FSDPModule) else None
 
 
 def _decoder_layers(policy: nn.Module) -> list[nn.Module]:

@@ -17,6 +17,12 @@ generation: the vLLM engine is awake):
   recomputed in full); the logits of the response positions at the log-softmax
   (:func:`logits_bytes`); and the vLLM engine's share when it does not sleep;
 - generation only: the vLLM engine's share, ``gpu_memory_utilization x GPU memory``.
+
+bf16 mixed precision (``model.mixed_precision``) keeps the persistent items in ``model.dtype`` and
+counts the training-phase items (gathered weights, activations) at 2 bytes, plus the model's
+bfloat16 logits gradient beside the float32 ones. LoRA (``model.lora``) keeps the frozen base
+weights, and counts gradients, AdamW state and MGS buffers for the ``N_a`` adapter parameters only
+(:meth:`Architecture.lora_parameters`); its KL reference is the policy itself (no copy).
 """
 
 from __future__ import annotations
@@ -119,6 +125,32 @@ class Architecture:
     def parameters(self) -> int:
         return self.layers * self.layer_parameters + self.root_parameters
 
+    def lora_parameters(self, r: int, targets: list[str]) -> int:
+        """Parameters of rank-``r`` LoRA adapters on ``targets`` (peft's target_modules: the
+        decoder's projections, ``all-linear`` for all of them, ``lm_head``, ``embed_tokens``):
+        ``r x (in + out)`` per adapted layer."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        h, i = self.hidden, self.intermediate
+        per_layer = {
+            "q_proj": h + q,
+            "k_proj": h + kv,
+            "v_proj": h + kv,
+            "o_proj": q + h,
+            "gate_proj": h + i,
+            "up_proj": h + i,
+            "down_proj": i + h,
+        }
+        once = {"lm_head": h + self.vocab, "embed_tokens": self.vocab + h}
+        names = list(per_layer) if targets == ["all-linear"] else targets
+        unknown = sorted(set(names) - set(per_layer) - set(once))
+        if unknown:
+            raise ConfigError(
+                f"--estimate-memory counts LoRA on {', '.join([*per_layer, *once])} or "
+                f"all-linear; model.lora.target_modules has {', '.join(unknown)}"
+            )
+        width = sum(per_layer.get(n, 0) for n in names) * self.layers
+        return r * (width + sum(once.get(n, 0) for n in names))
+
     @property
     def kv_bytes_per_token(self) -> int:
         """KV cache of one token in a bfloat16 engine: keys and values of every layer."""
@@ -134,11 +166,15 @@ def layer_activation_bytes(arch: Architecture, element: int) -> int:
     return (4 * arch.hidden + 2 * q + 2 * kv + 4 * arch.intermediate) * element
 
 
-def logits_bytes(batch: int, positions: int, vocab: int, with_entropy: bool) -> int:
+def logits_bytes(
+    batch: int, positions: int, vocab: int, with_entropy: bool, compute_bytes: int = 4
+) -> int:
     """Peak bytes of the logits of ``positions`` response positions (``logits_to_keep``) in float32
     (mgs.rl.logprobs): the temperature-scaled logits autograd keeps, the log-sum-exp's exp and, in
-    backward, the gradient: 3 copies of [B, R, V]; the entropy bonus keeps its softmax: one more."""
-    return batch * positions * vocab * 4 * (3 + int(with_entropy))
+    backward, the gradient: 3 copies of [B, R, V]; the entropy bonus keeps its softmax: one more.
+    With bf16 compute (``compute_bytes`` 2) the head's bfloat16 logits gradient is one more, at 2 B."""
+    extra = compute_bytes if compute_bytes < 4 else 0
+    return batch * positions * vocab * (4 * (3 + int(with_entropy)) + extra)
 
 
 @dataclass(frozen=True)
@@ -186,39 +222,73 @@ def _gib(size: float) -> str:
     return f"{size / GIB:.2f} GiB"
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}e9" if n >= 1e9 else f"{n / 1e6:.2f}e6"
+
+
+def trained_parameters(cfg: Any, arch: Architecture) -> int:
+    """The parameters the optimizer steps: all of them, or the LoRA adapters'."""
+    lora = cfg.model.lora
+    return arch.parameters if lora is None else arch.lora_parameters(lora.r, lora.target_modules)
+
+
 def _persistent(cfg: Any, arch: Architecture, shard: int) -> list[MemoryItem]:
-    """Policy, gradients, AdamW state, KL reference, MGS buffers: ``N e / shard`` each."""
-    n, dtype = arch.parameters, cfg.model.dtype
+    """Policy, gradients, AdamW state, KL reference, MGS buffers: ``N e / shard`` each (LoRA:
+    gradients, AdamW state and buffers of the ``N_a`` adapter parameters)."""
+    n, dtype, lora = arch.parameters, cfg.model.dtype, cfg.model.lora
     e = DTYPE_BYTES[dtype]
-    part = f"{n / 1e9:.2f}e9 params x {e} B" + (f" / {shard} ranks" if shard > 1 else "")
-    items = [
-        MemoryItem(f"policy ({dtype})", n * e // shard, part),
-        MemoryItem("gradients", n * e // shard, part),
-        MemoryItem("AdamW state (2 moments)", 2 * n * e // shard, f"2 x {part}"),
+    ranks = f" / {shard} ranks" if shard > 1 else ""
+    part = f"{_count(n)} params x {e} B{ranks}"
+    items = [MemoryItem(f"policy ({dtype})", n * e // shard, part)]
+    trained = trained_parameters(cfg, arch)
+    if lora is not None:  # peft keeps adapters in float32 whatever the base's dtype
+        e = DTYPE_BYTES["float32"]
+        part = f"{_count(trained)} adapter params (r={lora.r}) x {e} B{ranks}"
+        items.append(MemoryItem("LoRA adapters", trained * e // shard, part))
+    items += [
+        MemoryItem("gradients", trained * e // shard, part),
+        MemoryItem("AdamW state (2 moments)", 2 * trained * e // shard, f"2 x {part}"),
     ]
-    if cfg.grpo.loss.kl_coef > 0:
+    if cfg.grpo.loss.kl_coef > 0 and lora is None:
         items.append(MemoryItem("KL reference (frozen)", n * e // shard, part))
     if cfg.strategy.needs_surgeon:
         k = len({source.domain for source in cfg.data.sources})
-        buffer = cfg.strategy.buffer_dtype if cfg.strategy.buffer_dtype != "auto" else dtype
-        size = k * n * DTYPE_BYTES[buffer] // shard
-        how = f"{k} domains x {n / 1e9:.2f}e9 x {DTYPE_BYTES[buffer]} B ({buffer})"
+        auto = dtype if lora is None else "float32"  # auto: the trained parameters' dtype
+        buffer = cfg.strategy.buffer_dtype if cfg.strategy.buffer_dtype != "auto" else auto
+        size = k * trained * DTYPE_BYTES[buffer] // shard
+        how = f"{k} domains x {_count(trained)} x {DTYPE_BYTES[buffer]} B ({buffer})"
         items.append(
             MemoryItem(f"MGS buffers (K={k})", size, how + (f" / {shard}" if shard > 1 else ""))
         )
     return items
 
 
+def compute_bytes(cfg: Any) -> int:
+    """Bytes per element of the forward / backward compute: bf16 with mixed precision."""
+    mp = cfg.model.mixed_precision
+    return DTYPE_BYTES[mp.param_dtype] if mp.enabled else DTYPE_BYTES[cfg.model.dtype]
+
+
+def _root_trains(cfg: Any) -> bool:
+    """Whether the root unit (embeddings, final norm, head) has gradients (LoRA: only when an
+    adapter sits on the embeddings or the head)."""
+    lora = cfg.model.lora
+    return lora is None or bool({"embed_tokens", "lm_head"} & set(lora.target_modules))
+
+
 def _training(cfg: Any, arch: Architecture, shard: int) -> list[MemoryItem]:
-    """FSDP2 working set, activations and logits of one micro-batch (training phase only)."""
-    e = DTYPE_BYTES[cfg.model.dtype]
+    """FSDP2 working set, activations and logits of one micro-batch (training phase only), in
+    the compute dtype (bf16 with mixed precision)."""
+    e = compute_bytes(cfg)
     only = ("training",)
     items = []
     if shard > 1:
-        size = (2 * arch.root_parameters + 3 * arch.layer_parameters) * e
+        root = 2 if _root_trains(cfg) else 1
+        size = (root * arch.root_parameters + 3 * arch.layer_parameters) * e
         how = (
             f"unsharded in backward: root (embeddings + head, {arch.root_parameters / 1e9:.2f}e9) "
-            f"params + grads, 3 x a layer ({arch.layer_parameters / 1e9:.3f}e9), x {e} B"
+            f"params{' + grads' if root == 2 else ''}, 3 x a layer "
+            f"({arch.layer_parameters / 1e9:.3f}e9), x {e} B"
         )
         items.append(MemoryItem("FSDP2 gathered weights", size, how, only))
     batch = cfg.grpo.micro_batch_size
@@ -235,11 +305,11 @@ def _training(cfg: Any, arch: Architecture, shard: int) -> list[MemoryItem]:
     positions = cfg.rollout.sampling.max_new_tokens + 1
     entropy = cfg.grpo.loss.entropy_coef > 0
     how = f"[{batch}, {positions}, {arch.vocab}] float32 x {3 + int(entropy)}" + (
-        " (entropy bonus on)" if entropy else ""
+        " + bfloat16 x 1" if e < 4 else ""
     )
-    items.append(
-        MemoryItem("logits", logits_bytes(batch, positions, arch.vocab, entropy), how, only)
-    )
+    how += " (entropy bonus on)" if entropy else ""
+    size = logits_bytes(batch, positions, arch.vocab, entropy, compute_bytes=e)
+    items.append(MemoryItem("logits", size, how, only))
     return items
 
 
@@ -262,13 +332,17 @@ def estimate_memory(
     layout = f"{world_size} rank(s), " + (
         "FSDP2" if shard > 1 else "DDP" if world_size > 1 else "one process"
     )
+    extras = ", bf16 compute" if cfg.model.mixed_precision.enabled else ""
+    extras += f", LoRA r={cfg.model.lora.r}" if cfg.model.lora is not None else ""
     budget = MemoryBudget(
         f"per-GPU memory estimate{': ' + title if title else ''} ({policy.parameters / 1e9:.2f}e9 "
-        f"parameters, {layout}, {gpu_gib:g} GiB GPUs)",
+        f"parameters, {layout}{extras}, {gpu_gib:g} GiB GPUs)",
         int(gpu_gib * GIB),
     )
     budget.items += _persistent(cfg, policy, shard)
     budget.items += _training(cfg, policy, shard)
+    if cfg.model.lora is not None and cfg.grpo.loss.kl_coef > 0:
+        budget.notes.append("KL reference: the policy with its LoRA adapters disabled (no copy)")
     budget.notes += list(policy.notes)
     routed = "reward_model" in cfg.rewards.routes.values()
     if routed and reward_model is not None:
@@ -313,6 +387,11 @@ def _vllm(cfg: Any, policy: Architecture, budget: MemoryBudget, gpu_gib: float) 
         f"the KV cache and its activations: {tokens} tokens at {policy.kv_bytes_per_token // 1024} "
         f"KiB each, {tokens // longest} sequences of {longest} tokens"
     )
+    if cfg.model.lora is not None:
+        budget.notes.append(
+            "vLLM LoRA: the engine's adapter (bfloat16) and its LoRA buffers for max_lora_rank "
+            "come out of the same share"
+        )
     if vllm.enable_sleep_mode and vllm.sleep_level == 1:
         budget.host.append(
             MemoryItem("vLLM sleep level 1 keeps the engine's weights", weights, "per rank")

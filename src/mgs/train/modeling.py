@@ -8,7 +8,9 @@ the weights, into host memory; every rank builds the same architecture on the ``
 memory), shards it with ``fully_shard`` (each decoder layer, then the root), allocates only its own
 shards on its device, and receives its slices of rank 0's weights by broadcast. The frozen KL
 reference is built the same way, so each rank holds 1/world of the policy and 1/world of the
-reference.
+reference. A LoRA policy (``model.lora``) is rebuilt the same way, adapters included (the
+:class:`ModelSpec` carries peft's config); its KL reference is the policy itself with the adapters
+disabled, so no second copy is built.
 """
 
 from __future__ import annotations
@@ -134,16 +136,22 @@ class ModelSpec:
     dtype: torch.dtype  # the parameters' dtype (load_policy casts every parameter to it)
     training: bool  # train/eval mode as loaded (from_pretrained returns eval mode)
     gradient_checkpointing: bool
+    lora: Any = None  # peft's LoraConfig of a LoRA policy (the spec's cls is then its base's)
 
 
 def model_spec(model: nn.Module) -> ModelSpec:
+    from mgs.models.lora import lora_of, peft_model_of
+
+    peft_model = peft_model_of(model)
+    base = model if peft_model is None else peft_model.get_base_model()
     return ModelSpec(
-        cls=type(model),
-        config=model.config,
-        generation_config=getattr(model, "generation_config", None),
-        dtype=next(model.parameters()).dtype,
+        cls=type(base),
+        config=base.config,
+        generation_config=getattr(base, "generation_config", None),
+        dtype=next(base.parameters()).dtype,
         training=model.training,
-        gradient_checkpointing=checkpointing_enabled(model),
+        gradient_checkpointing=checkpointing_enabled(base),
+        lora=copy.deepcopy(lora_of(model)),
     )
 
 
@@ -159,7 +167,8 @@ def build_on_meta(spec: ModelSpec) -> nn.Module:
     """The architecture of ``spec`` with every parameter and buffer on ``meta`` (no memory).
 
     Tied weights stay tied (``post_init`` ties them); non-persistent buffers (rotary
-    ``inv_freq``) are meta too and must be filled in after materialising.
+    ``inv_freq``) are meta too and must be filled in after materialising. A LoRA spec gets its
+    adapters (on ``meta`` too: peft puts them on their base layer's device).
     """
     config = copy.deepcopy(spec.config)  # _from_config writes into the config it is given
     with torch.device("meta"):
@@ -169,14 +178,24 @@ def build_on_meta(spec: ModelSpec) -> nn.Module:
         model.generation_config = copy.deepcopy(spec.generation_config)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    if spec.lora is not None:
+        from mgs.models.lora import attach_adapters
+
+        model = attach_adapters(model, copy.deepcopy(spec.lora))
     model.train(spec.training)
     return model
 
 
 def unsharded_class(model: nn.Module) -> type[nn.Module]:
-    """The model's own class: ``fully_shard`` swaps it for a subclass ``FSDP<class>``."""
+    """The model's own class: ``fully_shard`` swaps it for a subclass ``FSDP<class>``; a LoRA
+    policy's is its base model's."""
     from torch.distributed.fsdp import FSDPModule
 
+    from mgs.models.lora import peft_model_of
+
+    peft_model = peft_model_of(model)
+    if peft_model is not None:
+        model = peft_model.get_base_model()
     return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
 
 
@@ -194,13 +213,15 @@ def shard_from_rank0(
     ctx: DistContext,
     *,
     reference: bool,
+    mp_policy: Any = None,
 ) -> tuple[nn.Module, nn.Module | None]:
     """``(policy, reference or None)``, both FSDP2-sharded, from rank 0's full model ``full``.
 
     Every rank calls it (collective); only rank 0 passes ``full`` (anywhere: CPU or its device),
     the other ranks None. Each module is built on ``meta``, sharded, materialised on ``device``
     (this rank's shards only) and loaded from rank 0 by broadcast. ``reference``: also build the
-    frozen KL reference (eval mode, no gradients) from the same weights.
+    frozen KL reference (eval mode, no gradients) from the same weights. ``mp_policy``: FSDP2's
+    ``MixedPrecisionPolicy`` for both (bf16 compute, :mod:`mgs.train.precision`).
     """
     if ctx.is_main and full is None:
         raise ValueError("shard_from_rank0: rank 0 must pass the full model")
@@ -209,8 +230,10 @@ def shard_from_rank0(
     spec: ModelSpec = box[0]
     state = full.state_dict() if ctx.is_main else {}
     buffers = non_persistent_buffers(full) if ctx.is_main else {}
-    policy = _sharded_copy(spec, state, buffers, device, frozen=False)
-    ref = _sharded_copy(spec, state, buffers, device, frozen=True) if reference else None
+    policy = _sharded_copy(spec, state, buffers, device, frozen=False, mp_policy=mp_policy)
+    ref = None
+    if reference:
+        ref = _sharded_copy(spec, state, buffers, device, frozen=True, mp_policy=mp_policy)
     return policy, ref
 
 
@@ -221,6 +244,7 @@ def _sharded_copy(
     device: torch.device,
     *,
     frozen: bool,
+    mp_policy: Any = None,
 ) -> nn.Module:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
@@ -229,7 +253,7 @@ def _sharded_copy(
         # Before fully_shard: FSDP2 takes requires_grad from the parameters it is given.
         model.eval()
         model.requires_grad_(False)
-    shard_module(model)
+    shard_module(model, mp_policy)
     model.to_empty(device=device)  # this rank's shards (and every buffer), uninitialised
     set_model_state_dict(
         model,

@@ -11,7 +11,8 @@
 4. :func:`~mgs.train.builder.build_trainer`, then :func:`resume_trainer` on ``--resume``;
 5. :func:`evaluate_before` / the held-out evaluation after: mean reward per domain;
 6. :func:`train_loop`: the RL steps, with metrics, surgery snapshots and checkpoints;
-7. :func:`finish`: the final policy, ``summary.json`` and the before / after table.
+7. :func:`finish`: the final policy (a LoRA run: its adapter, and the merged policy when
+   :func:`wants_merged`), ``summary.json`` and the before / after table.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mgs.data.pipeline import load_eval_prompts
 from mgs.dataclass_config import to_dict
 from mgs.errors import ConfigError
 from mgs.eval.heldout import DomainRewards, evaluate_heldout, format_table
+from mgs.models.registry import is_builtin_model
 from mgs.rewards.builtin import builtin_provider, is_builtin
 from mgs.run_dir import RunDir
 from mgs.strategy import describe_strategy
@@ -181,7 +183,11 @@ def _train(s: Session, start: Start) -> dict[str, Any]:
         writer.close()
         trainer.close()
     if s.cfg.logging.save_model:
-        save_policy(trainer, s.run.model)
+        merged = s.run.model_merged if wants_merged(s.cfg) else None
+        save_policy(trainer, s.run.model, merged)
+        if s.cfg.model.lora is not None:
+            also = f"; merged policy: {merged}" if merged else ""
+            s.echo(f"LoRA adapter: {s.run.model}{also}")
     return {
         "strategy": s.cfg.strategy.name,
         "steps": s.cfg.steps,
@@ -192,6 +198,16 @@ def _train(s: Session, start: Start) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- phases
+
+
+def wants_merged(cfg: TrainConfig) -> bool:
+    """Whether a LoRA run also saves its merged policy: on request (``logging.save_merged``), or
+    when the adapter alone could not be evaluated because its base cannot be reloaded by
+    ``model.name`` (a model built in-process, or one warm-started by SFT)."""
+    if cfg.model.lora is None:
+        return False
+    rebuilt = is_builtin_model(cfg.model.name) or cfg.warmstart.sft.steps > 0
+    return cfg.logging.save_merged or rebuilt
 
 
 def prepare_reward_model(cfg: TrainConfig, echo: Echo) -> TrainConfig:

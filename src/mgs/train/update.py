@@ -6,6 +6,11 @@ inside ``combiner.domain(d)``, always in the config's domain order; the strategy
 combiner (:mod:`mgs.strategy.combiner`: the surgeon, or a plain sum) combines the per-domain
 gradients (sum for mixed, PCGrad per group for mgs...) with grad-norm clipping, and the optimizer
 steps. A mini-batch whose gradient is not finite is skipped and counted.
+
+With bf16 mixed precision on one process / DDP (``compute_dtype``), every forward pass (the
+policy's, the old and the reference log-probs) runs under ``torch.autocast``; the backward and the
+loss stay outside it, and the gradients land in the float32 parameters' (the surgeon's) buffers.
+Under FSDP2 the sharded policy's ``MixedPrecisionPolicy`` does the casting (``compute_dtype`` None).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from mgs.rl import (
 from mgs.strategy.combiner import GradientCombiner
 from mgs.surgery import SurgeryStats
 from mgs.train.config import GRPOConfig
-from mgs.train.distributed import DistContext, all_reduce
+from mgs.train.distributed import DistContext, all_reduce, fsdp_root
+from mgs.train.precision import autocast
 
 
 @dataclass
@@ -96,7 +102,11 @@ class PolicyUpdater:
         device: torch.device,
         seed: int,
         ctx: DistContext | None = None,
+        compute_dtype: torch.dtype | None = None,
     ) -> None:
+        """``reference``: the frozen KL reference (a model, or any callable taking the model's
+        keyword arguments, e.g. :class:`mgs.models.lora.AdaptersDisabled`); ``compute_dtype``: the
+        autocast dtype of the forward passes (None: the parameters' own)."""
         self.policy = policy
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -110,6 +120,7 @@ class PolicyUpdater:
         self.device = device
         self.seed = seed
         self.ctx = ctx or DistContext()
+        self.compute_dtype = compute_dtype
 
     def _tensors(self, batch: RolloutBatch, rows: list[int]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in batch.to_tensors(self.pad, rows=rows).items()}
@@ -121,13 +132,14 @@ class PolicyUpdater:
         out: list[torch.Tensor] = []
         for micro in micro_batches(rows, self.cfg.micro_batch_size):
             t = self._tensors(batch, micro)
-            logp, _ = response_logprobs(
-                model,
-                t["input_ids"],
-                t["attention_mask"],
-                t["response_mask"],
-                temperature=self.temperature,
-            )
+            with autocast(self.device, self.compute_dtype):
+                logp, _ = response_logprobs(
+                    model,
+                    t["input_ids"],
+                    t["attention_mask"],
+                    t["response_mask"],
+                    temperature=self.temperature,
+                )
             out.extend(_response_values(logp, t))
         return out
 
@@ -250,7 +262,8 @@ class PolicyUpdater:
 
     def _sync(self, last: bool):
         """DDP's no_sync / FSDP2's gradient sync switch for a non-final micro-batch."""
-        model = self.policy
+        root = fsdp_root(self.policy)  # a LoRA policy's FSDP2 root is its base model
+        model = self.policy if root is None else root
         if self.ctx.world_size == 1 or last:
             if hasattr(model, "set_requires_gradient_sync"):
                 model.set_requires_gradient_sync(True)
@@ -284,14 +297,15 @@ class PolicyUpdater:
     def _backward(self, batch, micro, advantages, old, ref, normalizer) -> dict[str, torch.Tensor]:
         t = self._tensors(batch, micro)
         want_entropy = self.cfg.loss.entropy_coef > 0
-        logp, entropy = response_logprobs(
-            self.policy,
-            t["input_ids"],
-            t["attention_mask"],
-            t["response_mask"],
-            temperature=self.temperature,
-            with_entropy=want_entropy,
-        )  # [B, T]
+        with autocast(self.device, self.compute_dtype):
+            logp, entropy = response_logprobs(
+                self.policy,
+                t["input_ids"],
+                t["attention_mask"],
+                t["response_mask"],
+                temperature=self.temperature,
+                with_entropy=want_entropy,
+            )  # [B, T] float32
         old_logp = logp.detach() if old is None else _place([old[r] for r in micro], t)
         ref_logp = None if ref is None else _place([ref[r] for r in micro], t)
         invalid = [i for i, r in enumerate(micro) if not self._valid[r]]

@@ -65,7 +65,16 @@ def test_register_a_backend(monkeypatch, model, tokenizer) -> None:
     seen = {}
 
     @register_backend("mine")
-    def build(model, tokenizer, *, max_prompt_tokens, micro_batch_size, vllm_options, decode):
+    def build(
+        model,
+        tokenizer,
+        *,
+        max_prompt_tokens,
+        micro_batch_size,
+        vllm_options,
+        decode,
+        compute_dtype,
+    ):
         seen.update(max_prompt_tokens=max_prompt_tokens, micro_batch_size=micro_batch_size)
         return "engine"
 

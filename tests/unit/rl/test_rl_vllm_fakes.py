@@ -12,22 +12,33 @@ worker does. Outputs come from ``sampler(prompt_ids, params, sample_index) -> to
 
 ``VLLM_SIGNATURES`` is a recorded copy of the signatures these fakes mirror, as read in vLLM's
 source (``vllm/entrypoints/llm.py``: ``LLM``; ``vllm/v1/engine/llm_engine.py``: ``LLMEngine``;
-``vllm/engine/arg_utils.py``: ``EngineArgs`` fields), see docs/vllm.md. A fake drifting from it
-fails ``test_fakes_mirror_vllms_signatures``.
+``vllm/engine/arg_utils.py``: ``EngineArgs`` fields; ``vllm/lora/request.py``: ``LoRARequest``),
+see docs/vllm.md. A fake drifting from it fails ``test_fakes_mirror_vllms_signatures``.
+
+LoRA (``enable_lora``): ``generate(..., lora_request=LoRARequest(...))`` serves the adapter saved
+at the request's ``lora_path``, read when a request first names its ``lora_int_id`` (vLLM caches
+adapters by id); a request for an adapter whose rank exceeds ``max_lora_rank``, or any LoRA
+request to an engine built without ``enable_lora``, raises as vLLM does. ``LoRARequest`` checks
+its id (> 0) and path (not empty) as vLLM's ``__post_init__`` does.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
+import json
 import random
 import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from mgs.rl import vllm_engine
 
@@ -41,7 +52,11 @@ VLLM_SIGNATURES = {
     "LLM.collective_rpc": "(self, method, timeout=None, args=(), kwargs=None)",
     "LLM.reset_prefix_cache": "(self, reset_running_requests=False, reset_connector=False)",
     "LLMEngine.is_sleeping": "(self)",
+    "LoRARequest": "(lora_name, lora_int_id, lora_path='', base_model_name=None, "
+    "tensorizer_config_dict=None)",
 }
+# vllm.config.lora.MaxLoRARanks: the values max_lora_rank may take.
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # LLM.__init__'s named keyword parameters the backend passes, and the EngineArgs fields it passes
 # through LLM's **kwargs.
 LLM_INIT_PARAMS = {
@@ -59,15 +74,40 @@ ENGINE_ARGS_FIELDS = {
     "max_model_len",
     "max_num_seqs",
     "distributed_executor_backend",
+    "enable_lora",
+    "max_lora_rank",
+    "max_loras",
 }
 WAKE_TAGS = ("weights", "kv_cache", "scheduling")
 
 
 def test_fakes_mirror_vllms_signatures() -> None:
     for name, recorded in VLLM_SIGNATURES.items():
+        if name == "LoRARequest":  # a dataclass here: drop its annotations as the record does
+            sig = inspect.signature(FakeLoRARequest)
+            params = [p.replace(annotation=p.empty) for p in sig.parameters.values()]
+            plain = sig.replace(parameters=params, return_annotation=sig.empty)
+            assert str(plain) == recorded, name
+            continue
         owner, method = name.split(".")
         fake = {"LLM": FakeLLM, "LLMEngine": FakeEngine}[owner]
         assert str(inspect.signature(getattr(fake, method))) == recorded, name
+
+
+@dataclass(frozen=True)
+class FakeLoRARequest:
+    """``vllm.lora.request.LoRARequest`` (a msgspec Struct in vLLM): the adapter a request uses."""
+
+    lora_name: str
+    lora_int_id: int
+    lora_path: str = ""
+    base_model_name: str | None = None
+    tensorizer_config_dict: dict | None = None
+
+    def __post_init__(self):
+        if self.lora_int_id < 1:
+            raise ValueError(f"id must be > 0, got {self.lora_int_id}")
+        assert self.lora_path, "lora_path cannot be empty"
 
 
 class FakeSamplingParams:
@@ -178,6 +218,9 @@ class FakeLLM:
         self.model = RecordingModel()
         self.discarded = False  # weights dropped by a level-2 sleep and not pushed since
         self.served: dict[str, torch.Tensor] = {}  # pushed weights the last generate() used
+        self.adapters: dict[int, tuple[dict, dict]] = {}  # lora_int_id -> (config, tensors)
+        self.lora_requests: list = []  # the lora_request of every generate() call
+        self.active_adapter: int | None = None  # the id the last generate() served
         dtype = kwargs.get("dtype", "auto")
         resolved = type(self).engine_dtype if dtype == "auto" else getattr(torch, dtype)
         self.llm_engine = FakeEngine(resolved, type(self).quantization)
@@ -202,6 +245,8 @@ class FakeLLM:
         if self.discarded:
             raise RuntimeError("generate() after a level-2 sleep without pushing the weights")
         self.served = self.model.received()  # the weights pushed so far, which this call uses
+        self.lora_requests.append(lora_request)
+        self.active_adapter = None if lora_request is None else self._adapter(lora_request)
         self.calls.append(("generate", prompts, sampling_params, use_tqdm))
         outputs = []
         for prompt, params in zip(prompts, sampling_params):
@@ -209,6 +254,24 @@ class FakeLLM:
             samples = [self.sample(ids, params, k, len(outputs)) for k in range(params.n)]
             outputs.append(FakeRequestOutput(ids, samples[::-1]))
         return outputs
+
+    def _adapter(self, request: FakeLoRARequest) -> int:
+        """Load the adapter a request names, once per id (vLLM's LRU cache of ``max_loras``)."""
+        if not self.kwargs.get("enable_lora"):
+            raise ValueError(f"LoRA is not enabled, but {request.lora_name} was requested")
+        if request.lora_int_id not in self.adapters:
+            path = Path(request.lora_path)
+            config = json.loads((path / "adapter_config.json").read_text())
+            max_rank = self.kwargs.get("max_lora_rank", 16)
+            if config["r"] > max_rank:
+                raise ValueError(
+                    f"LoRA rank {config['r']} is greater than max_lora_rank {max_rank}"
+                )
+            tensors = load_file(str(path / "adapter_model.safetensors"))
+            if len(self.adapters) >= self.kwargs.get("max_loras", 1):
+                self.adapters.pop(next(iter(self.adapters)))  # evict the least recently added
+            self.adapters[request.lora_int_id] = (config, tensors)
+        return request.lora_int_id
 
     def sample(self, ids, params, k: int, request_index: int) -> FakeCompletionOutput:
         return vllm_like(type(self).sampler(ids, params, k), params, type(self).tokenizer, k)
@@ -244,6 +307,29 @@ class FakeLLM:
         return True
 
 
+def lora_greedy_sampler(base: torch.nn.Module):
+    """:func:`greedy_sampler` of the engine's base model with the adapter ``FakeLLM.last`` serves
+    (built with peft from the adapter's saved config and tensors, merged)."""
+    import peft
+
+    models: dict[int, torch.nn.Module] = {}
+
+    def sample(prompt_ids: list[int], params: FakeSamplingParams, k: int) -> list[int]:
+        engine = FakeLLM.last
+        if engine.active_adapter is None:
+            return greedy_sampler(base)(prompt_ids, params, k)
+        if engine.active_adapter not in models:
+            config, tensors = engine.adapters[engine.active_adapter]
+            known = {f.name for f in dataclasses.fields(peft.LoraConfig)}
+            lora = peft.LoraConfig(**{k: v for k, v in config.items() if k in known})
+            model = peft.get_peft_model(copy.deepcopy(base), lora)
+            peft.set_peft_model_state_dict(model, tensors)
+            models[engine.active_adapter] = model.merge_and_unload()
+        return greedy_sampler(models[engine.active_adapter])(prompt_ids, params, k)
+
+    return sample
+
+
 def install(monkeypatch, tokenizer, *, llm=FakeLLM, version: str = "0.33.0", sampler=None):
     """Make ``import vllm`` return the fakes for this test, with a fresh process state (no engine
     built yet: environment not frozen, no sleep-mode engine); the env vars are restored after."""
@@ -254,8 +340,15 @@ def install(monkeypatch, tokenizer, *, llm=FakeLLM, version: str = "0.33.0", sam
     inputs = types.ModuleType("vllm.inputs")
     inputs.TokensPrompt = dict  # a TypedDict in vLLM
     vllm.inputs = inputs
+    lora = types.ModuleType("vllm.lora")
+    request = types.ModuleType("vllm.lora.request")
+    request.LoRARequest = FakeLoRARequest
+    lora.request = request
+    vllm.lora = lora
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setitem(sys.modules, "vllm.lora", lora)
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
     for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_ALLOW_INSECURE_SERIALIZATION"):
         monkeypatch.setenv(name, "unset")  # remembers the original value for teardown
         monkeypatch.delenv(name)

@@ -63,6 +63,11 @@ def test_paper_hyperparameters(name) -> None:
     assert rm.path == "Skywork/Skywork-Reward-V2-Llama-3.1-8B"
     assert rm.max_length >= 896 + 4096
     assert cfg.warmstart.sft.steps == 0 and cfg.eval.prompts_per_domain == 0
+    # bf16 compute with float32 master weights (issue 13): FSDP2 reduces gradients in float32.
+    precision = cfg.model.mixed_precision
+    assert cfg.model.dtype == "float32" and precision.enabled
+    assert (precision.param_dtype, precision.reduce_dtype) == ("bfloat16", "float32")
+    assert cfg.model.lora is None  # full fine-tuning, as the paper
 
 
 HUB_DATA = {  # domain -> (hub id, configuration, files, preset)

@@ -167,6 +167,66 @@ def test_what_the_config_switches_change() -> None:
     assert awake.peak("training") == 44720 + 512  # the engine keeps its share while training
 
 
+@pytest.mark.parametrize(
+    "targets", [["q_proj", "v_proj"], ["all-linear"], ["o_proj", "down_proj", "lm_head"]]
+)
+def test_lora_parameters_equal_peft_on_the_transformers_model(targets) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft (pip install 'mgs[lora]')")
+    import transformers
+
+    from mgs.models.lora import LoRAConfig, apply_lora
+
+    kwargs = {k: v for k, v in TINY.items() if k not in ("architectures", "model_type")}
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kwargs))
+    policy = apply_lora(model, LoRAConfig(r=3, alpha=6, target_modules=targets))
+    trained = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    assert _arch().lora_parameters(3, targets) == trained
+
+
+def test_lora_and_bf16_compute_by_hand() -> None:
+    # LoRA r=2 on q (8 -> 8) and v (8 -> 4): 2 x (8 + 8 + 8 + 4) per layer, 2 layers = 112.
+    arch = _arch()
+    assert arch.lora_parameters(2, ["q_proj", "v_proj"]) == 112
+    assert arch.lora_parameters(1, ["all-linear"]) == 2 * (16 + 12 + 12 + 16 + 24 + 24 + 24)
+    assert arch.lora_parameters(1, ["lm_head", "embed_tokens"]) == (8 + 10) + (10 + 8)
+    with pytest.raises(ConfigError, match="target_modules has c_attn"):
+        arch.lora_parameters(1, ["c_attn"])
+    rm = Architecture.from_config(REWARD, "rm")
+    lora = "model.lora={r: 2, target_modules: [q_proj, v_proj]}"
+    budget = estimate_memory(
+        _cfg(lora, "model.mixed_precision.enabled=true"), arch, rm, world_size=2, gpu_gib=GPU
+    )
+    assert _sizes(budget) == {
+        "policy (float32)": 1352 * 4 // 2,  # the frozen base, float32 master weights
+        "LoRA adapters": 112 * 4 // 2,
+        "gradients": 112 * 4 // 2,  # of the adapters only
+        "AdamW state (2 moments)": 2 * 112 * 4 // 2,
+        "MGS buffers (K=3)": 3 * 112 * 4 // 2,  # K x the adapters
+        # bf16 compute: the root (frozen: no gradients) and 3 layers gathered at 2 B
+        "FSDP2 gathered weights": (168 + 3 * 592) * 2,
+        "activations": 2 * 8 * 2 * 20 + layer_activation_bytes(arch, 2) * 20,
+        "logits": 2 * 5 * 10 * (4 * 3 + 2),  # + the head's bfloat16 logits gradient
+        "reward model": 1280 * 2,
+        "vLLM engine": 512,
+    }
+    assert "KL reference (frozen)" not in _sizes(budget)  # the policy with adapters disabled
+    assert any("adapters disabled" in note for note in budget.notes)
+    assert "bf16 compute, LoRA r=2" in budget.title
+    bf16 = _sizes(
+        estimate_memory(
+            _cfg("model.mixed_precision.enabled=true"), arch, rm, world_size=2, gpu_gib=GPU
+        )
+    )
+    assert bf16["policy (float32)"] == 1352 * 4 // 2 and bf16["gradients"] == 1352 * 4 // 2
+    assert bf16["FSDP2 gathered weights"] == (2 * 168 + 3 * 592) * 2  # root grads too
+    # A bfloat16 base: peft keeps the adapters (and so their gradients, state, buffers) float32.
+    half = _sizes(
+        estimate_memory(_cfg(lora, "model.dtype=bfloat16"), arch, rm, world_size=2, gpu_gib=GPU)
+    )
+    assert half["policy (bfloat16)"] == 1352 * 2 // 2 and half["LoRA adapters"] == 112 * 4 // 2
+    assert half["MGS buffers (K=3)"] == 3 * 112 * 4 // 2 and half["gradients"] == 112 * 4 // 2
+
+
 def test_config_json_is_found_or_asked_for(tmp_path, monkeypatch) -> None:
     model_dir = tmp_path / "policy"
     model_dir.mkdir()
