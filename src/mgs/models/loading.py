@@ -62,19 +62,22 @@ def load_errors() -> tuple[type[BaseException], ...]:
 def model_dir_problem(path: str | Path) -> str | None:
     """What visibly stops ``from_pretrained`` in the local directory ``path``, or None.
 
-    Checked: ``config.json`` is there and is JSON; every ``*.safetensors`` file's header opens
-    and its tensors fit in the file (a truncated copy fails here, named); every shard an
+    Checked: ``config.json`` (``adapter_config.json`` in a peft adapter directory, what a LoRA
+    run's checkpoints hold) is there and is JSON; every ``*.safetensors`` file's header opens and
+    its tensors fit in the file (a truncated copy fails here, named); every shard an
     ``*.index.json`` names exists; a zip-format ``*.bin`` still has its directory (a truncated
     one loses it). Reads headers only, so it costs milliseconds even for a 7B model.
     """
     p = Path(path)
     config = p / "config.json"
-    if not config.is_file():
+    if (p / "adapter_config.json").is_file():  # a peft LoRA adapter (a LoRA run's checkpoint)
+        config = p / "adapter_config.json"
+    elif not config.is_file():
         return "config.json is missing (every Hugging Face model directory has one)"
     try:
         json.loads(config.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"config.json is not valid JSON ({exc})"
+        return f"{config.name} is not valid JSON ({exc})"
     for index in sorted(p.glob("*.index.json")):
         try:
             shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())

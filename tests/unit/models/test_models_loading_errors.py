@@ -71,6 +71,23 @@ def test_the_problems_are_named(saved, tmp_path) -> None:
     assert "pytorch_model.bin is damaged" in model_dir_problem(zipped)
 
 
+def test_a_lora_adapter_directory_is_checked_by_its_adapter_config(tmp_path) -> None:
+    """A LoRA run's checkpoint holds peft's adapter (adapter_config.json, no config.json): intact
+    is intact (a resume was refused before), damage is still named."""
+    from safetensors.torch import save_file
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    save_file({"lora_A.weight": torch.zeros(4, 16)}, adapter / "adapter_model.safetensors")
+    assert model_dir_problem(adapter) is None
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    assert model_dir_problem(adapter).startswith("adapter_model.safetensors is damaged")
+    (adapter / "adapter_config.json").write_text("{not json")
+    assert model_dir_problem(adapter).startswith("adapter_config.json is not valid JSON")
+
+
 def test_train_names_an_empty_model_directory(tmp_path) -> None:
     # Was: transformers' "Couldn't instantiate the backend tokenizer" ValueError (only OSError
     # was translated).
