@@ -142,10 +142,9 @@ def decode_agreement(args: argparse.Namespace) -> dict:
 
 def surgery_speed(args: argparse.Namespace, device: torch.device) -> dict:
     """``apply()`` vs the original per-tensor loop on the model's parameters on ``device``."""
-    from surgery import _RecordOrders, domain_gradients, fill_domain_gradients, per_tensor_loop
-
     from mgs.surgery import GradientSurgeon
     from mgs.train.modeling import load_policy
+    from surgery import _RecordOrders, domain_gradients, fill_domain_gradients, per_tensor_loop
 
     cfg = config(args, "mgs")
     model, _ = load_policy(cfg.model, device)
