@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import mgs.eval.runner as runner
-from mgs.cli import main
+from cli_errors import one_line_error
 
 
 @pytest.fixture
@@ -21,11 +21,7 @@ def no_model(monkeypatch):
 
 
 def _error(capsys, *argv: str) -> str:
-    code = main(["eval", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, ["eval", *argv])
 
 
 def test_out_is_checked_before_anything_is_loaded(capsys, tmp_path, no_model) -> None:

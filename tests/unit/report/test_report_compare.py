@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import mgs.train.run as train_run
-from mgs.cli import main
+from cli_errors import one_line_error
 from mgs.dataclass_config import to_dict
 from mgs.errors import ConfigError
 from mgs.report.compare import run_comparison
@@ -151,11 +151,7 @@ def test_a_folder_that_is_not_a_run_is_never_touched(tmp_path: Path) -> None:
 
 
 def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, argv)
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ import json
 import pytest
 
 import mgs.tiny.reward_model as tiny_rm
+from cli_errors import one_line_error
 from mgs.cli import main
 from mgs.tiny.reward_model import SUMMARY_FILE
 
 
 def _error(capsys, *argv: str) -> str:
-    code = main(["rm-train", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, ["rm-train", *argv])
 
 
 @pytest.fixture

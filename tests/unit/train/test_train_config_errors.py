@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgs.cli import main
+from cli_errors import one_line_error
 from mgs.dataclass_config import load_yaml, parse_override
 from mgs.errors import ConfigError
 from mgs.strategy.combiner import PlainSumCombiner
@@ -15,11 +15,7 @@ from mgs.train.update import PolicyUpdater, check_mini_batches
 
 
 def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, argv)
 
 
 OVERRIDE_CASES = {

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_errors import one_line_error
 from conftest import tiny_overrides
 from mgs.cli import main
 from mgs.run_dir import RunDir
@@ -44,11 +45,7 @@ def run(trained, tmp_path) -> RunDir:
 
 
 def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, argv)
 
 
 def _metrics(run: RunDir) -> list[dict]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import mgs.train.run as train_run
+from cli_errors import one_line_error
 from conftest import tiny_overrides
 from mgs.cli import main
 from mgs.errors import ConfigError
@@ -19,11 +20,7 @@ from mgs.train.new_run import claim_run_dir, clear_run_dir
 
 
 def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
+    return one_line_error(capsys, argv)
 
 
 def _files(path: Path) -> dict[str, bytes]:
