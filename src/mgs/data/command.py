@@ -21,6 +21,7 @@ _SHOWN_CHARS = 600  # a rendered prompt longer than this is cut in the preview
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
+        "-c",
         help="YAML file: a training config (its data: section is read) or a data section alone. "
         "Default: the embedded tiny demo.",
     )

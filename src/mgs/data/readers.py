@@ -13,6 +13,7 @@ the source at a local copy instead.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -222,8 +223,16 @@ def read_hf(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"could not load Hugging Face dataset {where}: {reason}. If the hub is out of reach, "
-            f"use a local copy: {_local_copy_hint(path, data_files)}"
+            f"use a local copy: {_local_copy_hint(path, data_files)}{_offline_hint()}"
         ) from None
+
+
+def _offline_hint() -> str:
+    """Without a network the hub client retries for about half a minute before it gives up;
+    HF_HUB_OFFLINE=1 makes it fail at once (and read only what is cached)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return ""
+    return ". On a machine without network, `export HF_HUB_OFFLINE=1` skips the hub's retries"
 
 
 def _split(loaded: Any, path: str, split: str) -> Any:

@@ -86,7 +86,7 @@ def test_a_bare_data_section_and_a_bounded_schedule(capsys, tmp_path):
         "  batch_size: 2\n"
         "  phases: [{proportions: {math: 1}, steps: 1}, {proportions: {chat: 1}, steps: 1}]\n"
     )
-    code, out, _ = run(capsys, "--config", str(config), "--steps", "10", "--show", "0")
+    code, out, _ = run(capsys, "-c", str(config), "--steps", "10", "--show", "0")
     assert code == 0
     assert "phase 1: steps 1..1: chat 2 prompts per batch" in out
     assert "1     1      0 (0.01)  2 (0.00)" in out  # math drew 2 of 372 in step 0

@@ -319,6 +319,10 @@ def test_an_unreachable_hub_is_one_error_naming_the_id_and_the_local_copy(
     )
     assert "hf download hkust-nlp/SimpleRL-Zoo-Data simplelr_qwen_level3to5/train.parquet" in err
     assert "set this source's path: to the local .parquet" in err
+    assert err.rstrip().endswith("`export HF_HUB_OFFLINE=1` skips the hub's retries")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # already offline: nothing to suggest
+    assert main(["data", "--config", CONFIG]) == 2
+    assert "HF_HUB_OFFLINE" not in capsys.readouterr().err
 
 
 def test_without_the_datasets_package_the_error_also_points_at_a_local_copy(monkeypatch) -> None:
