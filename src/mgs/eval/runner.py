@@ -150,8 +150,8 @@ def check_benchmarks(specs: Sequence[BenchmarkSpec], cfg: EvalConfig) -> None:
                 "judge: pass --reward-model DIR, or --judge-url URL --judge-model NAME"
             )
     for spec in specs:
-        if spec.path is not None:
-            read_rows(spec, cfg.limit)  # a file of another shape fails before the model loads
+        if spec.source is not None:  # a file of another shape, or a hub out of reach, fails
+            read_rows(spec, cfg.limit)  # before the model loads (a hub dataset is cached after)
 
 
 def evaluate_model(

@@ -3,6 +3,9 @@ once, before the model is loaded, instead of after the whole evaluation."""
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 import mgs.eval.runner as runner
@@ -58,3 +61,19 @@ def test_a_bench_file_of_another_shape_names_the_kind(capsys, tmp_path, no_model
 def test_negative_threads(capsys, tmp_path, no_model) -> None:
     err = _error(capsys, str(tmp_path), "--bench", "tiny_math", "--threads", "-1")
     assert "num_threads (--threads) must be >= 0" in err
+
+
+def test_a_hub_benchmark_out_of_reach_fails_before_the_model_loads(
+    capsys, monkeypatch, tmp_path, no_model
+) -> None:
+    # Was reported after loading the model's weights (minutes for a 7B model).
+    def unreachable(*_args, **_kwargs):
+        raise ConnectionError("Couldn't reach 'allenai/IFBench_test' on the Hub")
+
+    fake = types.SimpleNamespace(load_dataset=unreachable, load_from_disk=unreachable)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    err = _error(capsys, str(tmp_path), "--bench", "ifbench")
+    assert err.startswith(
+        "error: could not load Hugging Face dataset 'allenai/IFBench_test': Couldn't reach"
+    )
+    assert "hf download allenai/IFBench_test" in err
