@@ -113,8 +113,10 @@ def test_adversarial_inputs_finish_within_the_deadline():
         result = reward.score([""] * len(cases), cases, answer=["2"] * len(cases))
         elapsed = time.perf_counter() - start
         assert result.values == [0.0] * (len(cases) - 1) + [1.0]
-        # two workers, at most every case timing out: ceil(7 / 2) rounds of the deadline
-        assert elapsed < 4 * timeout + 6.0
+        # two workers, at most every case timing out: ceil(7 / 2) rounds of the deadline, plus
+        # the respawns of killed workers (each imports sympy: seconds on a loaded 2-core machine,
+        # where a 6 s margin failed once). Without the deadline `(10^{100})!` alone never ends.
+        assert elapsed < 4 * timeout + 30.0
         # the pool still answers after its workers were killed and replaced
         assert score(reward, [r"\boxed{7}"], ["7"]) == [1.0]
     assert sum(result.timed_out) >= 1
