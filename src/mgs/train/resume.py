@@ -20,6 +20,8 @@ from pathlib import Path
 from mgs.errors import ConfigError
 from mgs.run_dir import RunDir
 from mgs.train.checkpoint import CheckpointError, UnsafeCheckpointError, load_state
+from mgs.train.config import TrainConfig
+from mgs.train.config_diff import config_differences
 
 
 def resume_target(text: str | Path) -> tuple[RunDir, Path | None]:
@@ -126,3 +128,33 @@ def _latest_intact(run: RunDir, found: list[tuple[int, Path]]) -> tuple[Path | N
 
 def _names(found: list[tuple[int, Path]]) -> str:
     return ", ".join(p.name for _, p in found) if found else "it has none"
+
+
+# The keys that shape a checkpoint's weights: a resume cannot change them (the saved tensors would
+# not fit; peft reports that as dozens of "size mismatch" lines after the warm start).
+FIXED_ON_RESUME = ("model.name:", "model.tiny.", "model.lora.", "model.lora:")
+
+
+def check_resume_config(run: RunDir, cfg: TrainConfig, checkpoint: Path | None) -> None:
+    """Refuse a resume that cannot continue ``run`` as configured by ``cfg`` (its config.yaml plus
+    the command line's overrides), before anything loads:
+
+    - an override of a key that shapes the saved weights (:data:`FIXED_ON_RESUME`);
+    - ``steps`` at or below the steps ``checkpoint`` has done: nothing would train, and the
+      resume would cut ``metrics.jsonl`` back and replace ``model/`` with the checkpoint's
+      (older) weights."""
+    fixed = [d for d in config_differences(run.config, cfg) if d.startswith(FIXED_ON_RESUME)]
+    if fixed:
+        raise ConfigError(
+            f"--resume {run}: {'; '.join(fixed)}: the checkpoints' weights have the run's shapes, "
+            "so a resume cannot change this; drop the override, or train a new run with it"
+        )
+    done = RunDir.checkpoint_step(checkpoint) if checkpoint is not None else None
+    if done is not None and cfg.steps <= done:
+        raise ConfigError(
+            f"--resume {run}: {checkpoint.name} has {done} steps done and steps is {cfg.steps}, "
+            "so nothing is left to train (and resuming would cut the run's metrics back to "
+            f"{done} steps and replace its model/ with that checkpoint's weights); pass "
+            f"steps=N with N > {done} to train on, or --resume {checkpoint.parent}/step_K for "
+            f"an earlier checkpoint (K < {cfg.steps})"
+        )

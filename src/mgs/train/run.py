@@ -2,13 +2,15 @@
 
 0. :func:`plan_start` (rank 0 decides for all): a new run's directory must be new or empty
    (``overwrite``: an earlier run there is deleted first, :mod:`mgs.train.new_run`); a resume
-   picks its checkpoint (the latest intact one, :mod:`mgs.train.resume`);
+   picks its checkpoint (the latest intact one, :mod:`mgs.train.resume`) and refuses overrides
+   it cannot honour (weight shapes; ``steps`` not past the checkpoint);
 1. :func:`prepare_reward_model`: a built-in reward model (``builtin:tiny``) is trained or loaded
    from its cache, and the config then points at its directory;
 2. :func:`prepare_run_dir`: the run directory gets its ``config.yaml`` (not on resume);
 3. :func:`warm_started_policy`: the policy is loaded (FSDP2: on rank 0 only) and warm-started by
    SFT when ``warmstart.sft.steps`` asks for it (the built-in demo's, cached);
-4. :func:`~mgs.train.builder.build_trainer`, then :func:`resume_trainer` on ``--resume``;
+4. :func:`~mgs.train.builder.build_trainer`, then :func:`resume_trainer` on ``--resume`` (its
+   overrides are then recorded in ``config.yaml``: :func:`record_overrides`);
 5. :func:`evaluate_before` / the held-out evaluation after: mean reward per domain;
 6. :func:`train_loop`: the RL steps, with metrics, surgery snapshots and checkpoints;
 7. :func:`finish`: the final policy (a LoRA run: its adapter, and the merged policy when
@@ -39,11 +41,12 @@ from mgs.strategy import describe_strategy
 from mgs.train.builder import build_trainer
 from mgs.train.checkpoint import restore, save_checkpoint, save_policy
 from mgs.train.config import TrainConfig
+from mgs.train.config_diff import config_differences
 from mgs.train.distributed import DistContext, barrier, decided_by_main, distributed_session
 from mgs.train.metrics import MetricsWriter, truncate_metrics
 from mgs.train.modeling import load_policy_for, resolve_device
 from mgs.train.new_run import claim_run_dir
-from mgs.train.resume import choose_checkpoint
+from mgs.train.resume import check_resume_config, choose_checkpoint
 from mgs.train.trainer import GRPOTrainer, seed_everything
 
 Echo = Callable[[str], None]
@@ -121,7 +124,7 @@ def run_training(
         start = decided_by_main(  # every rank uses rank 0's directory (its timestamp)
             ctx,
             lambda: plan_start(
-                path, option, resume, Path(checkpoint) if checkpoint else None, overwrite
+                path, option, resume, Path(checkpoint) if checkpoint else None, overwrite, cfg
             ),
         )
         run = RunDir(start.run_dir)
@@ -136,12 +139,19 @@ def run_training(
 
 
 def plan_start(
-    path: Path, option: str, resume: bool, checkpoint: Path | None, overwrite: bool
+    path: Path,
+    option: str,
+    resume: bool,
+    checkpoint: Path | None,
+    overwrite: bool,
+    cfg: TrainConfig,
 ) -> Start:
     """Rank 0: check (``overwrite``: clear) a new run's directory, or choose the checkpoint a
-    resume continues from. Raises :class:`~mgs.errors.ConfigError` before anything runs."""
+    resume continues from and check that ``cfg`` can continue it. Raises
+    :class:`~mgs.errors.ConfigError` before anything runs."""
     if resume:
         chosen, notes = choose_checkpoint(RunDir(path), checkpoint)
+        check_resume_config(RunDir(path), cfg, chosen)
         return Start(str(path), True, None if chosen is None else str(chosen), tuple(notes))
     note = claim_run_dir(path, option, overwrite=overwrite)
     return Start(str(path), notes=(note,) if note else ())
@@ -165,6 +175,8 @@ def _train(s: Session, start: Start) -> dict[str, Any]:
     del policy  # FSDP2: rank 0's full copy; the trainer holds this rank's shards
     announce(s, trainer)
     start_step = resume_trainer(s, trainer, start.checkpoint) if resume else 0
+    if resume and s.ctx.is_main:
+        record_overrides(s)
     writer = MetricsWriter(
         s.run,
         enabled=s.ctx.is_main,
@@ -263,6 +275,15 @@ def resume_trainer(s: Session, trainer: GRPOTrainer, checkpoint: str | None) -> 
     if s.ctx.is_main:
         truncate_metrics(s.run, start_step)
     return start_step
+
+
+def record_overrides(s: Session) -> None:
+    """A resume's overrides (``--resume RUN steps=8``) go into the run's config.yaml, so that the
+    next resume, `mgs compare` and the report read the config the run was trained with."""
+    changed = config_differences(s.run.config, s.cfg)
+    if changed:
+        prepare_run_dir(s.cfg, s.run)
+        s.echo(f"resume: {s.run.config} records the overrides ({'; '.join(changed)})")
 
 
 def heldout_prompts(cfg: TrainConfig, tokenizer: Any) -> dict[str, list]:

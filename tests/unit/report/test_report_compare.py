@@ -15,9 +15,9 @@ from cli_errors import one_line_error
 from mgs.dataclass_config import to_dict
 from mgs.errors import ConfigError
 from mgs.report.compare import run_comparison
-from mgs.report.compare_plan import config_differences
 from mgs.strategy import Variant, sequential_phases, variant_config
 from mgs.train.config import LoggingConfig, load_config
+from mgs.train.config_diff import config_differences
 
 
 def _base(**over: object):

@@ -1,5 +1,6 @@
-"""`mgs train --resume` with damaged or hostile checkpoints (issue 12, items 6 and 17), on a real
-run directory of the tiny trainer (4 steps, a checkpoint after steps 1, 2 and 3).
+"""`mgs train --resume` with damaged or hostile checkpoints (issue 12, items 6 and 17) and with
+overrides it cannot honour or must record, on a real run directory of the tiny trainer (4 steps,
+a checkpoint after steps 1, 2 and 3).
 
 A damaged latest checkpoint is named in a warning and the previous intact one is used, so the
 resumed run logs the same metrics as the uninterrupted one; with no intact checkpoint the resume
@@ -207,3 +208,39 @@ def test_a_plain_pickle_is_refused_without_being_unpickled(run, tmp_path) -> Non
     chosen, warnings = choose_checkpoint(run)
     assert chosen == run.checkpoint(2) and "trainer_state.pt is damaged" in warnings[0]
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ overrides on resume
+
+
+def test_steps_not_past_the_checkpoint_is_refused_and_nothing_is_lost(run, capsys) -> None:
+    # Was: exit 0, metrics.jsonl cut back to the checkpoint's steps and model/ replaced by the
+    # checkpoint's older weights, with summary.json saying the lower step count.
+    before = {f: f.read_bytes() for f in (run.metrics, run.config, run.summary)}
+    err = _error(capsys, ["train", "--resume", str(run), "steps=3"])
+    assert f"--resume {run}: step_000003 has 3 steps done and steps is 3" in err
+    assert "pass steps=N with N > 3 to train on" in err
+    assert f"--resume {run.checkpoints}/step_K for an earlier checkpoint (K < 3)" in err
+    assert {f: f.read_bytes() for f in before} == before
+
+
+def test_overrides_that_change_the_weights_shapes_are_refused(run, capsys) -> None:
+    err = _error(capsys, ["train", "--resume", str(run), "model.tiny.hidden_size=64"])
+    assert f"--resume {run}: model.tiny.hidden_size: 32 there, 64 now:" in err
+    assert "a resume cannot change this; drop the override" in err
+    err = _error(capsys, ["train", "--resume", str(run), "model.lora={r: 4}"])
+    assert "model.lora: None there, '(absent)' now" in err
+
+
+def test_a_resumes_overrides_are_recorded_in_the_runs_config(run, capsys) -> None:
+    assert main(["train", "--resume", str(run), "steps=5"]) == 0
+    out = capsys.readouterr().out
+    assert f"resume: {run.config} records the overrides (steps: 4 there, 5 now)" in out
+    assert load_config(run.config).steps == 5
+    assert [m["step"] for m in _metrics(run)] == [0, 1, 2, 3, 4]
+    assert json.loads(run.summary.read_text())["steps"] == 5
+    # The next plain resume continues the 5-step run (it used to read steps: 4 and cut it back).
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "records the overrides" not in out
+    assert [m["step"] for m in _metrics(run)] == [0, 1, 2, 3, 4]
