@@ -83,6 +83,7 @@ def merge_models(
 
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    check_new_dir(Path(out))
     w = check_options(len(models), weights, density)
     if scale is None:
         scale = 1.0 if method == "ties" else 1.0 / len(models)
@@ -110,6 +111,22 @@ def merge_models(
 
     write_merged(base_w, merge, Path(out), info)
     return info
+
+
+def check_new_dir(out: Path) -> None:
+    """``--out`` must be a new or empty directory: a merge never writes beside other files (a run
+    directory, one of its own inputs)."""
+    from mgs.errors import ConfigError
+    from mgs.output_paths import check_output_dir
+    from mgs.train.new_run import shown
+
+    check_output_dir(out, "--out")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held:
+        raise ConfigError(
+            f"--out {str(out)!r} is not empty (it holds {shown(held)}); a merge is written to a "
+            "new or empty directory: pass another --out"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

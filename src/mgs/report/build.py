@@ -75,6 +75,10 @@ def write_report(
     Raises :class:`~mgs.report.rundir.RunDirError` (an :class:`~mgs.errors.MgsError`) when a path
     is not a run directory or the labels do not match the runs.
     """
+    from mgs.output_paths import check_output_dir
+
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")  # a file there: one error, before the runs load
     runs = load_runs(list(run_dirs), list(labels) if labels is not None else None)
     out = Path(out_dir) if out_dir is not None else default_out_dir(run_dirs)
     return build_report(runs, out, options or ReportOptions())

@@ -95,3 +95,16 @@ def test_merge_end_to_end_and_refusals(tmp_path, tokenizer):
         merge_models(tmp_path / "base", [tmp_path / "other"], tmp_path / "bad")
     assert main(["merge", "--base", str(tmp_path / "base"), str(tmp_path / "m1"), "--out",
                  str(tmp_path / "x"), "--weights", "1", "2"]) == 2  # fmt: skip
+    # --out must be a new or empty directory: a file, or any directory holding files (a run
+    # directory, one of the merge's own inputs), is refused before anything is read
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")  # was a FileExistsError traceback
+    with pytest.raises(ConfigError, match=r"is a file, not a directory"):
+        merge_models(tmp_path / "base", [tmp_path / "m1"], a_file)
+    before = sorted(p.name for p in (tmp_path / "m2").iterdir())
+    with pytest.raises(ConfigError, match=r"is not empty \(it holds config.json, "):
+        merge_models(tmp_path / "base", [tmp_path / "m1", tmp_path / "m2"], tmp_path / "m2")
+    assert sorted(p.name for p in (tmp_path / "m2").iterdir()) == before  # was written into
+    (tmp_path / "empty").mkdir()
+    merge_models(tmp_path / "base", [tmp_path / "m1"], tmp_path / "empty")
+    assert (tmp_path / "empty" / "merge_config.json").is_file()

@@ -9,6 +9,7 @@ import struct
 import pytest
 from report_runs import realistic_run, write_run
 
+from cli_errors import one_line_error
 from mgs.cli import main
 from mgs.errors import ConfigError
 from mgs.report import ReportOptions, write_report
@@ -133,3 +134,7 @@ def test_cli_report_and_its_errors(run_dirs, tmp_path, capsys):
     assert main(["report", str(run_dirs[0].parent), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "not a run directory of `mgs train`" in err and "pass them" in err
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")  # was a FileExistsError traceback from mkdir
+    err = one_line_error(capsys, ["report", str(run_dirs[0]), "--out", str(a_file)])
+    assert f"--out '{a_file}' is a file, not a directory" in err
