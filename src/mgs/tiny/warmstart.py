@@ -103,7 +103,7 @@ def warm_start_policy(
     key = cache_key(
         "sft",
         {
-            "model": to_dict(cfg.model),
+            "model": _sft_model_keys(cfg),
             "sft": to_dict(sft),
             "template": to_dict(cfg.data.template),
             "sources": [to_dict(s) for s in cfg.data.sources if s.synthetic],
@@ -183,3 +183,13 @@ def tiny_reward_model(cfg: TrainConfig, echo: Callable[[str], None]) -> Path:
         f"(held-out pair accuracy {accuracy:.3f}), cached in {final}"
     )
     return final
+
+
+def _sft_model_keys(cfg: Any) -> dict[str, Any]:
+    """The model keys the SFT warm start depends on. Not ``lora`` and ``mixed_precision``: SFT
+    trains the full base model in float32 before either applies (the cached weights are the same
+    bytes), so turning LoRA or bf16 on reuses the cache instead of re-running minutes of SFT."""
+    model = to_dict(cfg.model)
+    for key in ("lora", "mixed_precision"):
+        model.pop(key, None)
+    return model

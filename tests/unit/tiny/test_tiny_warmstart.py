@@ -85,6 +85,11 @@ def test_sft_warm_start_is_cached_and_a_second_run_loads_it(tmp_path: Path):
     assert said[-1].startswith("warm-start: loaded cached SFT policy")
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
+    # LoRA and bf16 compute apply after SFT: the same artefact (was re-trained for each).
+    lora = _tiny_cfg(tmp_path, "model.lora={r: 4}", "model.mixed_precision.enabled=true")
+    fourth = build_tiny_policy(tokenizer, lora.model.tiny)
+    assert warmstart.warm_start_policy(lora, fourth, tokenizer, torch.device("cpu"), said.append)
+    assert said[-1].startswith("warm-start: loaded cached SFT policy")
     # A different recipe is a different artefact; steps=0 skips the warm start.
     other = _tiny_cfg(tmp_path, "warmstart.sft.careless_fraction=0.5")
     third = build_tiny_policy(tokenizer, other.model.tiny)
