@@ -3,7 +3,7 @@
 Each concern declares a small ``@dataclass`` whose fields carry a help string
 (``field(default=..., metadata={"help": ...})``, written with :func:`option`) and validates itself
 in ``__post_init__``. This module turns nested dicts (from YAML) into those dataclasses, applies
-command-line overrides such as ``grpo.kl_coef=0.01``, and reports every mistake as a
+command-line overrides such as ``grpo.loss.kl_coef=0.01``, and reports every mistake as a
 :class:`~mgs.errors.ConfigError` naming the key and what to write instead. It is written by hand
 because the libraries that do this (Hydra, OmegaConf, pydantic) bring a second config language or a
 heavy dependency for what is ~150 lines here.
@@ -36,6 +36,16 @@ def option(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSIN
     return dataclasses.field(**kwargs)
 
 
+def yaml_error_line(exc: Exception) -> str:
+    """PyYAML's error in one line: ``line L, column C: PROBLEM`` (its own message spans several
+    lines with a caret drawing, which breaks the one-line error contract)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing, unreadable, binary, duplicate-key or non-mapping file is a
     ConfigError naming the file."""
@@ -60,7 +70,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except DuplicateKeyError as exc:
         raise ConfigError(f"config file {str(p)!r} {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid YAML ({yaml_error_line(exc)}); fix that line"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -108,13 +120,15 @@ def safe_load_unique(text: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"grpo.kl_coef=0.01"`` -> ``(["grpo", "kl_coef"], 0.01)``; the value is parsed as YAML."""
+    """``"grpo.loss.kl_coef=0.01"`` -> ``(["grpo", "kl_coef"], 0.01)``; the value is parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value, e.g. grpo.kl_coef=0.01")
+        raise ConfigError(
+            f"override {text!r} must look like key=value, e.g. grpo.loss.kl_coef=0.01"
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key; write e.g. rollout.n=4")
+        raise ConfigError(f"override {text!r} has an empty key; write e.g. rollout.sampling.n=4")
     try:
         value = safe_load_unique(raw) if raw.strip() else ""
     except DuplicateKeyError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mgs.dataclass_config import yaml_error_line
 from mgs.errors import MgsError
 from mgs.run_dir import RunDir
 from mgs.strategy import strategy_key
@@ -243,7 +244,9 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
         try:
             loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise RunDirError(f"{config_path} is not valid YAML: {exc}") from None
+            raise RunDirError(
+                f"{config_path} is not valid YAML ({yaml_error_line(exc)}); fix that line"
+            ) from None
         config = loaded if isinstance(loaded, dict) else {}
     else:
         notes.append(f"no {RunDir.CONFIG}: strategy taken from {RunDir.SUMMARY}, seed unknown")

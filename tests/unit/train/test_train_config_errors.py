@@ -114,6 +114,25 @@ def test_a_binary_config_file_names_the_file(capsys, tmp_path) -> None:
         assert f"config file '{binary}' is not UTF-8 text (byte 0 cannot be decoded)" in err
 
 
+def test_a_yaml_syntax_error_is_one_line_naming_the_place(capsys, tmp_path) -> None:
+    # Was PyYAML's six-line message with a caret drawing (the exit status was already 2).
+    config = tmp_path / "run.yaml"
+    config.write_text("steps: 3\noptim: {lr: 1.0e-4\n")
+    for argv in (["train", "-c"], ["data", "--config"]):
+        err = _error(capsys, [*argv, str(config)])
+        assert (
+            f"config file '{config}' is not valid YAML (line 3, column 1: expected ',' or " in err
+        )
+        assert err.rstrip().endswith("; fix that line")
+
+
+def test_override_examples_name_real_keys(capsys) -> None:
+    for argv, example in ((["steps"], "grpo.loss.kl_coef=0.01"), (["=3"], "rollout.sampling.n=4")):
+        err = _error(capsys, ["train", "--print-config", *argv])
+        assert f"e.g. {example}" in err
+        load_config(None, [example])  # the example itself is accepted
+
+
 def test_a_key_written_twice_in_a_config_file_is_rejected(capsys, tmp_path) -> None:
     # 12. PyYAML keeps the last value silently: steps would have been 4.
     config = tmp_path / "run.yaml"
