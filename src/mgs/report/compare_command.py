@@ -48,6 +48,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Keys every run of a comparison gets from the command's own options, not from overrides.
+SET_BY_COMPARE = {
+    "seed": "--seeds",
+    "strategy.name": "--strategies",
+    "strategy.aggregator": "--strategies (NAME:AGGREGATOR)",
+    "strategy.granularity": "--strategies (NAME:AGGREGATOR@GRANULARITY)",
+}
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Refuse an override that every variant would replace (it was dropped without a word)."""
+    from mgs.errors import ConfigError
+
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key in SET_BY_COMPARE:
+            raise ConfigError(
+                f"override {text!r}: mgs compare sets {key} for each run from "
+                f"{SET_BY_COMPARE[key]}; drop the override and use that option"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from mgs.report import write_report
     from mgs.report.compare import COMPARED, run_comparison
@@ -55,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from mgs.train.config import load_config
     from mgs.train.run import run_training
 
+    check_overrides(args.overrides)
     base = load_config(args.config, args.overrides)
     strategies = args.strategies or list(COMPARED)
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")

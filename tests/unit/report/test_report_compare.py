@@ -176,6 +176,25 @@ def test_every_variant_is_validated_before_any_trains(capsys, tmp_path, no_train
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "option"),
+    [
+        ("seed=3", "--seeds"),
+        ("strategy.name=mgs", "--strategies"),
+        ("strategy.aggregator=upgrad", "--strategies (NAME:AGGREGATOR)"),
+        ("strategy.granularity=module", "--strategies (NAME:AGGREGATOR@GRANULARITY)"),
+    ],
+)
+def test_overrides_the_variants_replace_are_refused(
+    capsys, tmp_path, no_training, override, option
+) -> None:
+    # Were dropped without a word: `seed=3` ran (or kept) seed 0.
+    argv = ["compare", "--strategies", "mixed", "--seeds", "0", "--out", str(tmp_path / "c")]
+    err = _error(capsys, [*argv, override])
+    key = override.partition("=")[0]
+    assert f"override {override!r}: mgs compare sets {key} for each run from {option}" in err
+
+
 def test_out_must_be_a_directory_for_a_comparison(capsys, tmp_path, no_training) -> None:
     a_file = tmp_path / "notes.txt"
     a_file.write_text("keep me")
