@@ -10,7 +10,7 @@
       eval_before.json          held-out reward per domain before RL
       summary.json              held-out before / after, timings
       eval.md                   the before / after table
-      eval_results.json (.md)   what `mgs eval RUN` writes by default
+      eval_results.json (.md)   what `mgs eval RUN` writes by default (then eval_results-2.json...)
       checkpoints/step_XXXXXX/  model/ (Hugging Face directory) + trainer_state.pt
       model/                    the final policy (Hugging Face directory; LoRA: the adapter)
       model_merged/             LoRA: the merged policy (logging.save_merged, or a built-in base)
@@ -33,6 +33,7 @@ from typing import Any
 
 _STEP = re.compile(r"^step_(\d{6,})$")
 _SNAPSHOT = re.compile(r"^step_(\d+)\.npz$")
+_NUMBERED_RESULTS = re.compile(r"^eval_results-(\d+)\.(json|md)$")  # later `mgs eval RUN`s
 
 
 def step_name(step: int) -> str:
@@ -145,8 +146,10 @@ class RunDir:
         results_table = Path(cls.EVAL_RESULTS).with_suffix(".md").name
         metrics_tmp = f"{cls.METRICS}.tmp"  # truncate_metrics' temporary file
         files = (cls.CONFIG, cls.METRICS, cls.SUMMARY, cls.EVAL_BEFORE, cls.EVAL_TABLE)
-        folders = (cls.SURGERY, cls.CHECKPOINTS, cls.MODEL, cls.TENSORBOARD, cls.REPORT, cls.WANDB)
-        return frozenset((*files, cls.EVAL_RESULTS, results_table, metrics_tmp, *folders))
+        folders = (cls.SURGERY, cls.CHECKPOINTS, cls.MODEL, cls.MODEL_MERGED, cls.TENSORBOARD)
+        return frozenset(
+            (*files, cls.EVAL_RESULTS, results_table, metrics_tmp, *folders, cls.REPORT, cls.WANDB)
+        )
 
     def entries(self) -> list[str]:
         """Names at the top of the directory, sorted (none when it does not exist)."""
@@ -154,7 +157,18 @@ class RunDir:
 
     def foreign_entries(self) -> list[str]:
         """Entries that are not part of a run directory's layout (a user's own files)."""
-        return [name for name in self.entries() if name not in self.layout_names()]
+        names = self.layout_names()
+        return [n for n in self.entries() if n not in names and not _NUMBERED_RESULTS.match(n)]
+
+    def free_eval_results(self) -> Path:
+        """Where `mgs eval RUN` writes by default: ``eval_results.json``, or the first free
+        ``eval_results-N.json`` (N = 2, 3, ...) when earlier results are there (their ``.md``
+        table too), so that evaluating a run again never replaces what an earlier eval wrote."""
+        candidate, n = self.eval_results, 1
+        while candidate.exists() or candidate.with_suffix(".md").exists():
+            n += 1
+            candidate = self.path / f"{Path(self.EVAL_RESULTS).stem}-{n}.json"
+        return candidate
 
     def is_train_run(self) -> bool:
         """Looks like a run directory of ``mgs train``: its config.yaml and nothing but names of

@@ -53,8 +53,21 @@ def test_a_run_of_mgs_train_holds_its_config_and_nothing_but_the_layout(tmp_path
     for name in (RunDir.WANDB, RunDir.REPORT, RunDir.CHECKPOINTS):
         (run.path / name).mkdir()
     assert run.foreign_entries() == [] and run.is_train_run()
+    (run.path / RunDir.MODEL_MERGED).mkdir()  # a LoRA run's merged policy (was "foreign")
+    for name in ("eval_results-2.json", "eval_results-2.md"):  # a second `mgs eval RUN`
+        (run.path / name).write_text("")
+    assert run.foreign_entries() == [] and run.is_train_run()
     (run.path / "notes.md").write_text("mine")
     assert run.foreign_entries() == ["notes.md"] and not run.is_train_run()
+
+
+def test_a_second_eval_of_a_run_gets_a_free_results_name(tmp_path) -> None:
+    run = RunDir(tmp_path)
+    assert run.free_eval_results() == tmp_path / "eval_results.json"
+    (tmp_path / "eval_results.md").write_text("")  # either file taken: the pair moves on
+    assert run.free_eval_results() == tmp_path / "eval_results-2.json"
+    (tmp_path / "eval_results-2.json").write_text("")
+    assert run.free_eval_results() == tmp_path / "eval_results-3.json"
 
 
 def test_checkpoint_dirs_lists_incomplete_ones_too(tmp_path) -> None:

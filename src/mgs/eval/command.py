@@ -134,7 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="JSON",
         help="Results JSON (a .md table is written beside it). Default: RUN/eval_results.json "
-        "for a run directory, else ./eval_results.json.",
+        "for a run directory, else ./eval_results.json; eval_results-2.json, -3... when earlier "
+        "results are there (an explicit --out is overwritten).",
     )
     g.add_argument("--no-progress", action="store_true", help="No progress bars.")
     g.add_argument("--help-config", action="store_true", help="List every config key and exit.")
@@ -210,7 +211,7 @@ def default_out(model: str) -> Path:
     from mgs.run_dir import RunDir
 
     run = RunDir(model)
-    return run.eval_results if run.is_trained() else Path(RunDir.EVAL_RESULTS)
+    return (run if run.is_trained() else RunDir(".")).free_eval_results()
 
 
 def check_out(out: Path) -> None:

@@ -160,6 +160,8 @@ def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path
     assert config_from_run(config).reward_model.path is None  # never resolved: no model
     assert resolve_model_dir(run) == run / "model"
     assert default_out(str(run)) == run / "eval_results.json"
+    (run / "eval_results.json").write_text("{}")  # an earlier eval is never replaced
+    assert default_out(str(run)) == run / "eval_results-2.json"
 
 
 def test_flags_override_the_run_and_set_reaches_every_key(tmp_path):
