@@ -38,18 +38,21 @@ class ModelLoadError(MgsError):
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """The Hugging Face directory to load: ``path`` itself, or ``path/model`` for a run directory
-    (a LoRA run's ``model_merged/`` when it saved one; else its adapter in ``model/``)."""
+    """The Hugging Face directory to load: ``path`` itself, ``path/model`` for a run directory
+    (a LoRA run's ``model_merged/`` when it saved one; else its adapter in ``model/``) or for one
+    of its checkpoints (``RUN/checkpoints/step_N``)."""
     p = Path(path)
     fix = (
         "pass a Hugging Face model directory (config.json, weights, tokenizer), a LoRA adapter "
-        "directory (adapter_config.json) or a run directory written by `mgs train` "
-        "(config.yaml + model/)"
+        "directory (adapter_config.json), a run directory written by `mgs train` "
+        "(config.yaml + model/) or one of its checkpoints (RUN/checkpoints/step_N)"
     )
     if not p.exists():
         raise ModelLoadError(f"model directory {str(p)!r} does not exist; {fix}")
     if not p.is_dir():
         raise ModelLoadError(f"model {str(p)!r} is a file, not a directory; {fix}")
+    if RunDir.checkpoint_step(p) is not None and RunDir.checkpoint_model(p).is_dir():
+        p = RunDir.checkpoint_model(p)  # a checkpoint: its policy (a LoRA run's: the adapter)
     run = RunDir(p)
     if run.is_trained():
         p = run.policy_dir()
@@ -111,8 +114,8 @@ def _load_adapter(adapter_dir: Path, dtype: Any, device: Any) -> tuple[Any, Any]
     if not base:
         raise ModelLoadError(
             f"the LoRA adapter in {str(adapter_dir)!r} names no base model (its base was built "
-            "in-process); evaluate the run's merged policy (model_merged/, saved with "
-            "logging.save_merged: true)"
+            "in-process); evaluate the run's merged policy (RUN/model_merged/, saved at the end "
+            "of the run; with a base loaded by name, with logging.save_merged: true)"
         )
     peft = import_peft()
     try:

@@ -159,6 +159,10 @@ def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path
     config["rewards"]["reward_model"]["path"] = "builtin:tiny"
     assert config_from_run(config).reward_model.path is None  # never resolved: no model
     assert resolve_model_dir(run) == run / "model"
+    checkpoint = run / "checkpoints" / "step_000002"  # a checkpoint: its model/ (was refused)
+    (checkpoint / "model").mkdir(parents=True)
+    (checkpoint / "model" / "config.json").write_text("{}")
+    assert resolve_model_dir(checkpoint) == checkpoint / "model"
     assert default_out(str(run)) == run / "eval_results.json"
     (run / "eval_results.json").write_text("{}")  # an earlier eval is never replaced
     assert default_out(str(run)) == run / "eval_results-2.json"
