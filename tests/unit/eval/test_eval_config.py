@@ -163,6 +163,7 @@ def test_a_run_directory_lends_its_template_sampling_limits_and_rewards(tmp_path
     (checkpoint / "model").mkdir(parents=True)
     (checkpoint / "model" / "config.json").write_text("{}")
     assert resolve_model_dir(checkpoint) == checkpoint / "model"
+    assert default_config(checkpoint) == default_config(run)  # the run's template, stops...
     assert default_out(str(run)) == run / "eval_results.json"
     (run / "eval_results.json").write_text("{}")  # an earlier eval is never replaced
     assert default_out(str(run)) == run / "eval_results-2.json"
