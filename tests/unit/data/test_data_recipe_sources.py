@@ -308,6 +308,7 @@ def test_an_unreachable_hub_is_one_error_naming_the_id_and_the_local_copy(
     monkeypatch, capsys
 ) -> None:
     monkeypatch.chdir(REPO)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # an earlier test's library may set it
     fake_datasets(monkeypatch, reachable=False)
     code = main(["data", "--config", CONFIG])
     out, err = capsys.readouterr()
