@@ -1,3 +1,3 @@
-from mgs.cli import main
+from mgs.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,27 @@ def test_every_command_has_help(capsys) -> None:
             cli.main([name, "--help"])
         assert exit_info.value.code == 0
         assert capsys.readouterr().out.startswith("usage: mgs " + name)
+
+
+def test_a_torchrun_rank_exits_with_the_commands_status_and_its_output_flushed() -> None:
+    # Under torchrun a rank leaves by os._exit (skipping the interpreter teardown where a gloo
+    # group still referenced can abort a finished run): the status and the output must survive.
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "mgs", "data", "--steps", "1", "--show", "0", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["batches"]  # the whole JSON arrived (flushed before _exit)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mgs", "train", "=3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == "error: override '=3' has an empty key; write e.g. rollout.sampling.n=4\n"
