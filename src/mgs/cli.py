@@ -117,12 +117,13 @@ def console_main() -> None:
     """The ``mgs`` command and ``python -m mgs``: :func:`main`, then exit with its status.
 
     Under torchrun (``WORLD_SIZE`` > 1) a rank leaves with ``os._exit`` once its output is
-    flushed. The run has already left its process group (``distributed_session``), but a gloo
-    process group that something still references (FSDP2's device mesh lives in a torch-global
-    cache) is destroyed only in the interpreter's teardown, where its worker threads can abort
-    the process (SIGABRT, "terminate called without an active exception"; pytorch/pytorch
-    #179291): a finished run would then exit non-zero. Everything of a run is closed by then
-    (metrics, checkpoints, reward worker pools, W&B / TensorBoard writers)."""
+    flushed. The run has already left its process group (``distributed_session``), yet finished
+    runs still aborted in the interpreter's teardown (SIGABRT, "terminate called without an
+    active exception"; twice, under DDP and FSDP2): ``destroy_process_group`` only drops the
+    registry's references, and gloo objects that outlive it die in finalisation, when their
+    threads can no longer take the GIL (pytorch/pytorch #179291), so torchrun reported a failed
+    run. Everything of a run is closed by then (metrics, checkpoints, reward worker pools,
+    W&B / TensorBoard writers)."""
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         sys.stdout.flush()
