@@ -80,11 +80,21 @@ class RewardModelScorer:
             raise ConfigError(f"cannot load the reward model from {self.path!r}: {problem}; {fix}")
         try:
             tokenizer = load_tokenizer(self.path)
-            model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                self.path, dtype=dtype, output_loading_info=True
+            )
         except load_errors() as exc:
             raise ConfigError(
                 f"cannot load the reward model from {self.path!r} ({exc}); {fix}"
             ) from None
+        untrained = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("model."))
+        if untrained:  # e.g. a policy (a causal LM): its score head would be random
+            kinds = ", ".join(getattr(model.config, "architectures", None) or ["?"])
+            raise ConfigError(
+                f"the reward model {self.path!r} ({kinds}) has no trained score head "
+                f"({', '.join(untrained)} missing: transformers would initialise it at random, "
+                f"so its scores would mean nothing); {fix}"
+            )
         tokenizer.truncation_side = "left"  # a long conversation keeps its end (the response)
         self._tokenizer, self._model = tokenizer, model.to(device).eval()
         # Never feed more positions than the model has (the tiny RM has 512).

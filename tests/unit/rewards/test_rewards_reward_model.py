@@ -126,6 +126,20 @@ def test_bad_paths_and_templates_are_config_errors(tmp_path, trained):
         render_conversations(tok, ["a"], ["b"])
 
 
+def test_a_policy_is_refused_as_reward_model(tmp_path, tokenizer, tiny_policy):
+    # Was accepted: transformers initialised the missing score head at random, so the "reward"
+    # was noise (a different number for every load) in eval and in training alike.
+    policy = tmp_path / "policy"
+    tiny_policy(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1).save_pretrained(policy)
+    tokenizer.save_pretrained(policy)
+    with pytest.raises(ConfigError) as caught:
+        RewardModelScorer(policy, device="cpu").score(["a"], ["b"])
+    assert f"the reward model '{policy}' (Qwen2ForCausalLM) has no trained score head" in str(
+        caught.value
+    )
+    assert "score.weight missing" in str(caught.value)
+
+
 def test_training_input_is_checked():
     with pytest.raises(DataError, match="at least 4"):
         train_tiny_reward_model([("a", "b", "c")], "unused", FAST)
