@@ -89,11 +89,24 @@ class RewardRouter:
             start = time.perf_counter()
             scores = self._run(name, idx, prompts, responses, columns, failures)
             stats[f"reward/time/{name}_s"] = time.perf_counter() - start
+            invalid: list[Any] = []
             for j, i in enumerate(idx):
                 value = _as_finite(scores.values[j])
                 fallback[i] = value is None
                 rewards[i] = self.cfg.fallback if value is None else value
                 timed_out[i] = bool(scores.timed_out[j]) if scores.timed_out else False
+                if value is None and scores.values[j] is not None:
+                    invalid.append(scores.values[j])
+            if invalid:  # a reward bug, not a sample's failure: say so every step it happens
+                log.warning(
+                    "rewards: %d sample(s) of reward %r returned %r, not a finite number of at "
+                    "most %g in size, and got the fallback %g",
+                    len(invalid),
+                    name,
+                    invalid[0],
+                    MAX_ABS_REWARD,
+                    self.cfg.fallback,
+                )
         if failures:
             log.warning(
                 "rewards: %d sample(s) raised and got the fallback %g, e.g. %s",
@@ -171,15 +184,23 @@ class RewardRouter:
         self.close()
 
 
+# Larger values are treated like NaN: the advantages are float32 and the group statistics square
+# the rewards, so 1e39 became inf (a crash in the advantage check) and 1e300 an OverflowError.
+MAX_ABS_REWARD = 1e15
+
+
 def _as_finite(value: Any) -> float | None:
-    """A reward's value as a finite float, or None (None, NaN, inf, not a number)."""
+    """A reward's value as a finite float, or None (None, NaN, inf, beyond
+    :data:`MAX_ABS_REWARD`, a string or anything else that is not a number)."""
     if value is None or isinstance(value, bool):
         return None if value is None else float(value)
+    if isinstance(value, (str, bytes)):  # "1.0" is a bug in the reward, not a score
+        return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return out if math.isfinite(out) else None
+    return out if math.isfinite(out) and abs(out) <= MAX_ABS_REWARD else None
 
 
 def _domain_stats(

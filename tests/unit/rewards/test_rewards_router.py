@@ -37,7 +37,12 @@ def fake_rewards():
                 raise RuntimeError("cannot score boom")
             out = []
             for c in completions:
-                out.append(None if c == self.none_on else math.nan if c == "nan" else 1.0)
+                odd = {
+                    "nan": math.nan,
+                    "huge": 1e39,
+                    "text": "1.0",
+                }  # values a buggy reward returns
+                out.append(None if c == self.none_on else odd.get(c, 1.0))
             return out
 
         def close(self):
@@ -98,6 +103,22 @@ def test_none_and_non_finite_values_get_the_fallback():
     assert result.rewards == [-1.0, -1.0, 1.0]
     assert all(math.isfinite(r) for r in result.rewards)
     assert result.stats["reward/b/fallback_frac"] == pytest.approx(2 / 3)
+
+
+def test_values_that_are_no_usable_number_are_warned_every_step(caplog):
+    # Were silent (NaN: only fallback_frac in metrics.jsonl; "1.0" accepted as 1.0), or crashed
+    # the step: 1e39 became inf in the float32 advantages, 1e300 overflowed the group statistics.
+    router = router_for(b="picky")
+    completions = [wrap("nan"), wrap("huge"), wrap("text"), wrap("skip"), wrap("x")]
+    with caplog.at_level(logging.WARNING, logger="mgs.rewards.router"):
+        result = router(["b"] * 5, [""] * 5, completions, [{}] * 5)
+    assert result.rewards == [-1.0, -1.0, -1.0, -1.0, 1.0]
+    assert result.stats["reward/b/fallback_frac"] == pytest.approx(4 / 5)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == (
+        "rewards: 3 sample(s) of reward 'picky' returned nan, not a finite number of at most "
+        "1e+15 in size, and got the fallback -1"
+    )  # None is the contract's "no score": counted in fallback_frac, not warned
 
 
 def test_missing_response_tag_scores_zero_without_calling_the_reward():
