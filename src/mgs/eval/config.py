@@ -147,7 +147,9 @@ class EvalConfig:
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise ConfigError("max_prompt_tokens must be positive or null")
         for k in self.pass_k or []:
-            if not 1 <= k <= self.samples:
+            if k < 1:
+                raise ConfigError(f"pass_k (--pass-k) values must be >= 1, got {k}")
+            if k > self.samples:
                 raise ConfigError(
                     f"pass@{k} needs at least {k} samples per prompt; pass --samples {k} "
                     f"(with a temperature > 0) or drop k={k} (samples now: {self.samples})"

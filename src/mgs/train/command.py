@@ -60,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from mgs.dataclass_config import describe, to_dict
+    from mgs.errors import ConfigError
     from mgs.train.config import TrainConfig, load_config
 
+    if args.markdown and not args.help_config:  # was ignored: the whole default run trained
+        raise ConfigError(
+            "--markdown only goes with --help-config (mgs train --help-config --markdown)"
+        )
+    memory_report.check_options(args)  # --world-size etc. without --estimate-memory
     if args.help_config:
         if args.markdown:
             print(config_markdown(), end="")

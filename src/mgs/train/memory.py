@@ -27,6 +27,7 @@ weights, and counts gradients, AdamW state and MGS buffers for the ``N_a`` adapt
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,8 +326,11 @@ def estimate_memory(
     """The per-GPU budget of ``cfg`` (a :class:`~mgs.train.config.TrainConfig`) on ``world_size``
     ranks of ``gpu_gib`` GiB GPUs; ``reward_model`` is None when no reward model is routed (or, with
     a note saying so, when its config.json was not found: then it is assumed the policy's size)."""
-    if world_size < 1 or gpu_gib <= 0:
-        raise ConfigError("--world-size must be >= 1 and --gpu-memory > 0 GiB")
+    if world_size < 1 or not 0 < gpu_gib < math.inf:  # nan fails both comparisons
+        raise ConfigError(
+            f"--world-size must be >= 1 and --gpu-memory a finite number of GiB > 0 (got "
+            f"{world_size} and {gpu_gib})"
+        )
     strategy = cfg.distributed.strategy
     shard = world_size if strategy == "fsdp2" else 1
     layout = f"{world_size} rank(s), " + (

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     memory.add_argument(
         "--gpu-memory",
         type=float,
-        default=80.0,
+        default=None,
         metavar="GIB",
         help="Memory of one GPU in GiB (default 80).",
     )
@@ -46,12 +46,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+ONLY_WITH_ESTIMATE = ("world_size", "gpu_memory", "model_config", "reward_model_config")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The estimate's options without --estimate-memory: an error (they were ignored, and the
+    run trained)."""
+    if args.estimate_memory:
+        return
+    given = [f"--{k.replace('_', '-')}" for k in ONLY_WITH_ESTIMATE if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} only go(es) with --estimate-memory (nothing else reads them); "
+            "add --estimate-memory, or drop them"
+        )
+
+
 def run(cfg: Any, args: argparse.Namespace) -> int:
     """Print the budget of ``cfg`` (a resolved TrainConfig) for ``args``."""
     budget = budget_of(
         cfg,
         world_size=args.world_size,
-        gpu_gib=args.gpu_memory,
+        gpu_gib=80.0 if args.gpu_memory is None else args.gpu_memory,
         model_config=args.model_config,
         reward_model_config=args.reward_model_config,
         title=args.config or "",
@@ -134,10 +150,20 @@ def budget_of(
                 f"reward model {rm_path!r}: no config.json found locally, assumed the policy's "
                 "size; pass --reward-model-config PATH for its own"
             )
-    world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size if world_size is not None else _env_world_size()
     budget = estimate_memory(
         cfg, policy, reward, world_size=world, gpu_gib=gpu_gib, title=title or str(path)
     )
     if note:
         budget.notes.append(note)
     return budget
+
+
+def _env_world_size() -> int:
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"WORLD_SIZE={text!r} is not a whole number; pass --world-size N (the GPUs to launch)"
+        ) from None

@@ -77,3 +77,13 @@ def test_a_hub_benchmark_out_of_reach_fails_before_the_model_loads(
         "error: could not load Hugging Face dataset 'allenai/IFBench_test': Couldn't reach"
     )
     assert "hf download allenai/IFBench_test" in err
+
+
+def test_pass_k_below_one_is_named(capsys, tmp_path, no_model) -> None:
+    # Was "pass@0 needs at least 0 samples per prompt; pass --samples 0 ...".
+    for k in ("0", "-1"):
+        err = _error(
+            capsys, str(tmp_path), "--bench", "tiny_math", "--samples", "4", "--temperature",
+            "0.7", "--pass-k", k,
+        )  # fmt: skip
+        assert f"pass_k (--pass-k) values must be >= 1, got {k}" in err

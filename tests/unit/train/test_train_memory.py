@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_errors import one_line_error
 from mgs.cli import main
 from mgs.errors import ConfigError
 from mgs.train import memory_report
@@ -265,6 +266,27 @@ def test_config_json_is_found_or_asked_for(tmp_path, monkeypatch) -> None:
         budget_of(routed, **{**args, "model_config": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match="is for Hugging Face policies"):
         budget_of(_cfg("model.name=tiny", "rollout.backend=hf"), **args)
+
+
+def test_bad_estimate_options_are_one_line_errors(tmp_path, monkeypatch, capsys) -> None:
+    model = tmp_path / "config.json"
+    model.write_text(json.dumps(TINY))
+    base = ["train", "--estimate-memory", "--model-config", str(model), f"model.name={tmp_path}"]
+    for extra, message in (
+        (["--gpu-memory", "nan"], "--gpu-memory a finite number of GiB > 0 (got 1 and nan)"),
+        (["--gpu-memory", "inf"], "(got 1 and inf)"),  # were a ValueError / OverflowError
+    ):
+        assert message in one_line_error(capsys, [*base, *extra])
+    monkeypatch.setenv("WORLD_SIZE", "abc")  # was a ValueError traceback
+    assert "WORLD_SIZE='abc' is not a whole number; pass --world-size N" in one_line_error(
+        capsys, base
+    )
+    # the estimate's options without --estimate-memory: refused (they were ignored, and the
+    # whole run trained); likewise --markdown without --help-config
+    err = one_line_error(capsys, ["train", "--world-size", "2", "--gpu-memory", "40"])
+    assert "--world-size, --gpu-memory only go(es) with --estimate-memory" in err
+    err = one_line_error(capsys, ["train", "--markdown"])
+    assert "--markdown only goes with --help-config" in err
 
 
 PAPER = {  # config -> (policy config.json excerpt)
