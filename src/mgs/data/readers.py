@@ -161,12 +161,18 @@ def _hub_where(path: str, hub_config: str | None, data_files: str | None) -> str
     return ", ".join(parts)
 
 
-def _local_copy_hint(path: str, data_files: str | None) -> str:
-    repo = hub_parts(path)[0]
+def _local_copy_hint(
+    path: str, data_files: str | None, split: str = "train", hub_config: str | None = None
+) -> str:
+    """How to fetch the dataset elsewhere: the same configuration and split this read asked for
+    (an evaluation set's own split, e.g. GSM8K's ``main`` / ``test``, not its training split)."""
+    repo, config = hub_parts(path)
+    config = hub_config or config
     fetch = f"hf download {repo}{' ' + data_files if data_files else ''} --repo-type dataset"
     stem = path.replace("/", "_").replace("*", "all")
+    name = f", '{config}'" if config and config != "*" else ""
     export = (
-        f"python -c \"import datasets; datasets.load_dataset('{repo}', split='train')"
+        f"python -c \"import datasets; datasets.load_dataset('{repo}'{name}, split='{split}')"
         f".to_json('{stem}.jsonl')\""
     )
     return (
@@ -196,12 +202,13 @@ def read_hf(
     optionally one ``hub_config`` of it (or ``owner/name/CONFIG``; ``owner/name/*``: every
     configuration, each row tagged with its ``config``) or some of its ``data_files``)."""
     where = _hub_where(path, hub_config, data_files)
+    hint = _local_copy_hint(path, data_files, split, hub_config)
     try:
         import datasets
     except ImportError:
         raise DataError(
             f"reading Hugging Face dataset {where} needs the `datasets` package; run "
-            f"`pip install mgs[datasets]`, or use a local copy: {_local_copy_hint(path, data_files)}"
+            f"`pip install mgs[datasets]`, or use a local copy: {hint}"
         ) from None
     try:
         saved = Path(path) / "dataset_info.json", Path(path) / "dataset_dict.json"
@@ -223,7 +230,7 @@ def read_hf(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"could not load Hugging Face dataset {where}: {reason}. If the hub is out of reach, "
-            f"use a local copy: {_local_copy_hint(path, data_files)}{_offline_hint()}"
+            f"use a local copy: {hint}{_offline_hint()}"
         ) from None
 
 

@@ -77,6 +77,10 @@ def test_a_hub_benchmark_out_of_reach_fails_before_the_model_loads(
         "error: could not load Hugging Face dataset 'allenai/IFBench_test': Couldn't reach"
     )
     assert "hf download allenai/IFBench_test" in err
+    # the local-copy recipe fetches the benchmark's own configuration and split (was always
+    # split='train' without the configuration: GSM8K's training set for an evaluation)
+    err = _error(capsys, str(tmp_path), "--bench", "gsm8k")
+    assert "datasets.load_dataset('openai/gsm8k', 'main', split='test')" in err
 
 
 def test_pass_k_below_one_is_named(capsys, tmp_path, no_model) -> None:
