@@ -27,6 +27,7 @@ from mgs.eval.engine import generate_completions
 from mgs.eval.result import BenchmarkResult, EvalResult
 from mgs.eval.scoring import Sample, Scorers, aggregate, primary_metric, score_samples
 from mgs.models.loading import load_errors, load_tokenizer, model_dir_problem, resolve_device
+from mgs.models.lora import ADAPTER_CONFIG, import_peft, is_adapter_dir
 from mgs.rewards.extraction import split_completion
 from mgs.run_dir import RunDir
 
@@ -61,7 +62,7 @@ def resolve_model_dir(path: str | Path) -> Path:
             f"run directory {str(p)!r} has no {RunDir.MODEL}/ folder (trained with "
             "logging.save_model: false?); evaluate a run that saved its model"
         )
-    if (p / RunDir.ADAPTER_CONFIG).is_file():
+    if is_adapter_dir(p):
         return p  # a LoRA adapter: load_model reads its base model
     if not (p / "config.json").is_file():
         raise ModelLoadError(f"{str(p)!r} has no config.json, so it is not a model; {fix}")
@@ -81,7 +82,7 @@ def load_model(path: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     dtype = cfg.dtype
     if dtype == "auto":
         dtype = "bfloat16" if device.type == "cuda" else "float32"
-    if (model_dir / RunDir.ADAPTER_CONFIG).is_file():
+    if is_adapter_dir(model_dir):
         return _load_adapter(model_dir, getattr(torch, dtype), device)
     try:
         tokenizer = load_tokenizer(model_dir)
@@ -107,9 +108,7 @@ def _load_adapter(adapter_dir: Path, dtype: Any, device: Any) -> tuple[Any, Any]
 
     from transformers import AutoModelForCausalLM
 
-    from mgs.models.lora import import_peft
-
-    config = json.loads((adapter_dir / RunDir.ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mgs.errors import ConfigError, DataError
+from mgs.models.lora import is_adapter_dir
 from mgs.run_dir import RunDir
 
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -33,7 +34,7 @@ def model_dir(path: str | Path) -> Path:
     run = RunDir(p)
     if run.is_trained():
         p = run.policy_dir()
-    if (p / RunDir.ADAPTER_CONFIG).is_file():
+    if is_adapter_dir(p):
         raise DataError(
             f"{str(path)!r} holds a LoRA adapter, not full weights; merge the run's merged policy "
             "(train it with logging.save_merged: true: it is written to model_merged/)"

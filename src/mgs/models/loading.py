@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mgs.models.lora import ADAPTER_CONFIG, is_adapter_dir
+
 
 def resolve_device(name: str, option: str = "model.device") -> Any:
     """``auto`` -> cuda when available, else cpu; an unusable device names ``option`` and the fix."""
@@ -70,8 +72,8 @@ def model_dir_problem(path: str | Path) -> str | None:
     """
     p = Path(path)
     config = p / "config.json"
-    if (p / "adapter_config.json").is_file():  # a peft LoRA adapter (a LoRA run's checkpoint)
-        config = p / "adapter_config.json"
+    if is_adapter_dir(p):  # a LoRA run's checkpoint: peft's adapter, no config.json
+        config = p / ADAPTER_CONFIG
     elif not config.is_file():
         return "config.json is missing (every Hugging Face model directory has one)"
     try:

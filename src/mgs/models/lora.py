@@ -32,6 +32,7 @@ from typing import Any
 
 from mgs.dataclass_config import option
 from mgs.errors import ConfigError
+from mgs.run_dir import RunDir
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 LORA_HINT = "pip install 'mgs[lora]'"
-ADAPTER_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes
+ADAPTER_CONFIG = RunDir.ADAPTER_CONFIG  # what peft's save_pretrained writes beside the weights
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_NAME = "default"  # peft's name of the one adapter get_peft_model adds
 # The linear layers of a Llama / Qwen2 / Mistral decoder layer (peft's usual targets).
@@ -271,6 +272,7 @@ def save_adapter(model: Any, path: Path, state: dict[str, Any]) -> None:
 
 
 def is_adapter_dir(path: str | Path) -> bool:
+    """``path`` holds a peft LoRA adapter (a LoRA run's ``model/`` or checkpoint), not a model."""
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
