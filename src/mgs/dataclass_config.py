@@ -120,7 +120,8 @@ def safe_load_unique(text: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"grpo.loss.kl_coef=0.01"`` -> ``(["grpo", "kl_coef"], 0.01)``; the value is parsed as YAML."""
+    """``"grpo.loss.kl_coef=0.01"`` -> ``(["grpo", "loss", "kl_coef"], 0.01)``; the value is
+    parsed as YAML."""
     if "=" not in text:
         raise ConfigError(
             f"override {text!r} must look like key=value, e.g. grpo.loss.kl_coef=0.01"

@@ -246,6 +246,15 @@ class RunDir:
         match = _STEP.match(Path(checkpoint).name)
         return int(match.group(1)) if match else None
 
+    @classmethod
+    def of_checkpoint(cls, path: str | Path) -> RunDir | None:
+        """The run that ``path`` is a checkpoint of (``RUN`` for ``RUN/checkpoints/step_N``), or
+        None when ``path`` is no checkpoint directory's path."""
+        p = Path(path)
+        if cls.checkpoint_step(p) is None or p.parent.name != cls.CHECKPOINTS:
+            return None
+        return cls(p.parent.parent)
+
     # ------------------------------------------------------------------ JSON files
 
     def write_json(self, path: Path, data: Any) -> None:

@@ -78,3 +78,10 @@ def test_checkpoint_dirs_lists_incomplete_ones_too(tmp_path) -> None:
     run.checkpoint_tmp(12, 1).mkdir()
     assert [step for step, _ in run.checkpoint_dirs()] == [4, 8]
     assert [step for step, _ in run.list_checkpoints()] == [4]
+
+
+def test_a_checkpoint_path_names_its_run(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    assert RunDir.of_checkpoint(run.checkpoint(200)).path == run.path
+    assert RunDir.of_checkpoint(run.path) is None  # a run, not a checkpoint
+    assert RunDir.of_checkpoint(tmp_path / "elsewhere" / "step_000200") is None

@@ -185,9 +185,8 @@ def default_config(model: str | Path | None = None) -> EvalConfig:
     directory or one of its checkpoints (``RUN/checkpoints/step_N``), else the plain defaults."""
     if model is None:
         return EvalConfig()
-    path = Path(model)
-    if RunDir.checkpoint_step(path) is not None and path.parent.name == RunDir.CHECKPOINTS:
-        run = RunDir(path.parent.parent)  # the run may still be training: no model/ yet
+    run = RunDir.of_checkpoint(model)
+    if run is not None:  # the run may still be training: no model/ yet
         return config_from_run(load_yaml(run.config)) if run.config.is_file() else EvalConfig()
     if not RunDir(model).is_trained():
         return EvalConfig()

@@ -52,7 +52,7 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise ModelLoadError(f"model directory {str(p)!r} does not exist; {fix}")
     if not p.is_dir():
         raise ModelLoadError(f"model {str(p)!r} is a file, not a directory; {fix}")
-    if RunDir.checkpoint_step(p) is not None and RunDir.checkpoint_model(p).is_dir():
+    if RunDir.of_checkpoint(p) is not None and RunDir.checkpoint_model(p).is_dir():
         p = RunDir.checkpoint_model(p)  # a checkpoint: its policy (a LoRA run's: the adapter)
     run = RunDir(p)
     if run.is_trained():

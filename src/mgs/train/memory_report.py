@@ -12,6 +12,8 @@ from typing import Any
 from mgs.errors import ConfigError
 from mgs.train.memory import Architecture, MemoryBudget, estimate_memory
 
+DEFAULT_GPU_GIB = 80.0  # --gpu-memory's default (None there: given or not is checked)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``mgs train``'s memory-estimate options."""
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="GIB",
-        help="Memory of one GPU in GiB (default 80).",
+        help=f"Memory of one GPU in GiB (default {DEFAULT_GPU_GIB:g}).",
     )
     memory.add_argument(
         "--model-config",
@@ -67,7 +69,7 @@ def run(cfg: Any, args: argparse.Namespace) -> int:
     budget = budget_of(
         cfg,
         world_size=args.world_size,
-        gpu_gib=80.0 if args.gpu_memory is None else args.gpu_memory,
+        gpu_gib=DEFAULT_GPU_GIB if args.gpu_memory is None else args.gpu_memory,
         model_config=args.model_config,
         reward_model_config=args.reward_model_config,
         title=args.config or "",

@@ -46,10 +46,9 @@ def resume_target(text: str | Path) -> tuple[RunDir, Path | None]:
             f"--resume {str(path)!r} is a file; pass the run directory of an earlier `mgs train` "
             f"(or one of its checkpoints, RUN/{RunDir.CHECKPOINTS}/step_N)"
         )
-    checkpoint = None
-    if RunDir.checkpoint_step(path) is not None and path.parent.name == RunDir.CHECKPOINTS:
-        checkpoint, path = path, path.parent.parent
-    run = RunDir(path)
+    owner = RunDir.of_checkpoint(path)
+    checkpoint = path if owner is not None else None
+    run = owner if owner is not None else RunDir(path)
     if not run.config.is_file():
         raise ConfigError(
             f"--resume {run}: no {RunDir.CONFIG} there; pass the run directory of an earlier "
