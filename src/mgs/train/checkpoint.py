@@ -92,33 +92,33 @@ def full_states(trainer: GRPOTrainer) -> tuple[dict[str, Any], dict[str, Any]]:
     """Unsharded (model, optimizer) state dicts; a collective under FSDP2 (rank 0 gets them).
 
     A LoRA policy's model state is its adapters' (the base is frozen)."""
-    if peft_model_of(trainer.policy) is not None:
-        return adapter_state(trainer.policy), _optimizer_state(trainer)
-    if trainer.ctx.strategy == "fsdp2":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    lora = peft_model_of(trainer.policy) is not None
+    model = adapter_state(trainer.policy) if lora else full_model_state(trainer)
+    return model, _optimizer_state(trainer)
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_state_dict(trainer.policy, trainer.optimizer, options=options)
-    return trainer.policy.state_dict(), trainer.optimizer.state_dict()
+
+def _gathered() -> Any:
+    """FSDP2's options for a full, unsharded state dict, gathered to rank 0's CPU memory."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def _optimizer_state(trainer: GRPOTrainer) -> dict[str, Any]:
     if trainer.ctx.strategy != "fsdp2":
         return trainer.optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_optimizer_state_dict(trainer.policy, trainer.optimizer, options=options)
+    return get_optimizer_state_dict(trainer.policy, trainer.optimizer, options=_gathered())
 
 
 def full_model_state(trainer: GRPOTrainer) -> dict[str, Any]:
     """The policy's whole state dict, unsharded (a collective under FSDP2; rank 0 gets it)."""
-    if trainer.ctx.strategy == "fsdp2":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    if trainer.ctx.strategy != "fsdp2":
+        return trainer.policy.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(trainer.policy, options=options)
-    return trainer.policy.state_dict()
+    return get_model_state_dict(trainer.policy, options=_gathered())
 
 
 def trainer_state(
